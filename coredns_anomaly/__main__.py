@@ -1,0 +1,3 @@
+from coredns_anomaly.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The rules role: generated Prometheus alerting rules and their promtool tests."""

@@ -1,0 +1,1 @@
+"""The training role: lab, collect, datasets, Keras models, evaluation, TFLite export."""

@@ -1,0 +1,222 @@
+"""`collect`: a dataset from a production Prometheus (or Thanos, Mimir) over its HTTP API.
+
+Lists the CoreDNS targets' series with /api/v1/series, then pulls each metric with
+/api/v1/query_range in chunks under Prometheus's 11,000-points-per-series limit. The result
+has the lab's format, so everything downstream (features, training, plots) works unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from . import dataset as ds_mod
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS = 10_000  # per series per query; Prometheus refuses more than 11,000
+# The families features and people may want; the rest of a target's page is kept too.
+DROP_LABELS = ("__name__", "instance", "job")
+
+
+class CollectError(RuntimeError):
+    """Prometheus could not give us the data; the message says what it answered."""
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 (Z or offset) or unix seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is neither RFC 3339 nor unix seconds") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def with_name(selector: str, name: str) -> str:
+    """`{job="x"}` + name -> `{__name__="name",job="x"}`."""
+    m = re.fullmatch(r"\s*\{(.*)\}\s*", selector)
+    if not m:
+        raise ValueError(f'selector must look like {{label="value",...}}, got {selector!r}')
+    inner = m.group(1).strip()
+    return "{" + f'__name__="{name}"' + ("," + inner if inner else "") + "}"
+
+
+class PrometheusAPI:
+    """A thin, authenticated client for the two endpoints collect needs."""
+
+    def __init__(
+        self,
+        base_url: str,
+        bearer_token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        verify: bool | str = True,
+        cert: tuple[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.base = base_url.rstrip("/")
+        self.http = requests.Session()
+        if bearer_token:
+            self.http.headers["Authorization"] = f"Bearer {bearer_token}"
+        if basic_auth:
+            self.http.auth = basic_auth
+        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a
+        # session-level verify, which would silently ignore --ca-file.
+        self.verify = verify
+        self.http.cert = cert
+        self.timeout = timeout
+
+    def _get(self, path: str, params: dict | list) -> dict:
+        url = f"{self.base}{path}"
+        try:
+            resp = self.http.get(url, params=params, timeout=self.timeout, verify=self.verify)
+        except requests.RequestException as exc:
+            raise CollectError(f"cannot reach {url}: {exc}") from exc
+        if resp.status_code in (401, 403):
+            raise CollectError(
+                f"{url}: HTTP {resp.status_code}; check the bearer token or basic auth"
+            )
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise CollectError(
+                f"{url}: HTTP {resp.status_code}, not a Prometheus API answer: {resp.text[:200]!r}"
+            ) from exc
+        if body.get("status") != "success":
+            raise CollectError(
+                f"{url}: {body.get('errorType', 'error')}: {body.get('error', body)}"
+            )
+        return body["data"]
+
+    def series_names(self, selector: str, start: float, end: float) -> list[str]:
+        data = self._get("/api/v1/series", {"match[]": selector, "start": start, "end": end})
+        return sorted({s["__name__"] for s in data})
+
+    def query_range(self, query: str, start: float, end: float, step: float) -> list[dict]:
+        out: list[dict] = []
+        span = step * MAX_POINTS
+        t = start
+        while t <= end:
+            t_end = min(end, t + span - step)
+            out += self._get(
+                "/api/v1/query_range", {"query": query, "start": t, "end": t_end, "step": step}
+            )["result"]
+            t = t_end + step
+        return out
+
+
+def collect(
+    api: PrometheusAPI, selector: str, start: float, end: float, step: float
+) -> ds_mod.Dataset:
+    names = api.series_names(selector, start, end)
+    if not names:
+        raise CollectError(f"no series match {selector} between {start} and {end}")
+    cols: dict[str, list] = {c: [] for c in ds_mod.SAMPLE_COLUMNS}
+    versions = set()
+    for i, name in enumerate(names):
+        if i % 20 == 0:
+            log.info("collect: %d/%d metrics", i, len(names))
+        for series in api.query_range(with_name(selector, name), start, end, step):
+            metric = series["metric"]
+            if name == "coredns_build_info" and "version" in metric:
+                versions.add(metric["version"])
+            inst = metric.get("instance", "")
+            labels = ds_mod.format_labels({k: v for k, v in metric.items() if k not in DROP_LABELS})
+            vals = series.get("values", [])
+            cols["timestamp"] += [float(t) for t, _ in vals]
+            cols["value"] += [float(v) for _, v in vals]
+            cols["instance"] += [inst] * len(vals)
+            cols["name"] += [name] * len(vals)
+            cols["labels"] += [labels] * len(vals)
+    samples = pd.DataFrame(cols)
+    samples = _fill_up(samples, names)
+    meta = {
+        "source": "prometheus",
+        "prometheus_url": api.base,
+        "selector": selector,
+        "step_seconds": step,
+        "collected_from": start,
+        "collected_to": end,
+        "coredns_version": ",".join(sorted(versions)) or "unknown",
+        "host": api.base,
+    }
+    return ds_mod.Dataset(samples=samples, labels=ds_mod.empty_labels(), meta=meta)
+
+
+def _fill_up(samples: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Without `up` in the selection, presence of any sample marks the target up at a step."""
+    if "up" in names or samples.empty:
+        return samples
+    ups = (
+        samples[["timestamp", "instance"]].drop_duplicates().assign(name="up", labels="", value=1.0)
+    )
+    return pd.concat([samples, ups[list(ds_mod.SAMPLE_COLUMNS)]], ignore_index=True)
+
+
+def labels_from_file(path: Path) -> pd.DataFrame:
+    """The webhook's label file (one format, defined in webhook/labels.py) as dataset labels."""
+    from ..webhook.labels import read_label_file
+
+    rows = []
+    for r in read_label_file(path):
+        anomaly = r.verdict == "anomaly"
+        rows.append(
+            {
+                "instance": r.instance,
+                "class": (r.anomaly_class or "anomaly") if anomaly else "false_alarm",
+                "start": r.start.timestamp(),
+                "end": r.end.timestamp(),
+                "intensity": math.nan,
+                "anomaly": anomaly,
+                "params": "{}",
+                "source": r.source,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(ds_mod.LABEL_COLUMNS)) if rows else ds_mod.empty_labels()
+
+
+def main(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+
+    try:
+        start, end = parse_time(args.start), parse_time(args.end)
+        with_name(args.selector, "x")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if end <= start or args.step <= 0:
+        raise UsageError("need --end after --start and a positive --step")
+    token = args.bearer_token_file.read_text().strip() if args.bearer_token_file else None
+    basic = None
+    if args.basic_auth_user:
+        if not args.basic_auth_password_file:
+            raise UsageError("--basic-auth-user needs --basic-auth-password-file")
+        basic = (args.basic_auth_user, args.basic_auth_password_file.read_text().strip())
+    verify: bool | str = (
+        False if args.insecure_skip_verify else (str(args.ca_file) if args.ca_file else True)
+    )
+    cert = (str(args.cert_file), str(args.key_file)) if args.cert_file and args.key_file else None
+    api = PrometheusAPI(args.prometheus, token, basic, verify, cert)
+    try:
+        ds = collect(api, args.selector, start, end, args.step)
+    except CollectError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.labels:
+        ds.labels = labels_from_file(args.labels)
+    ds_mod.write(ds, args.out)
+    n_inst = ds.samples["instance"].nunique()
+    print(
+        f"dataset: {args.out} ({len(ds.samples)} samples, {n_inst} instances, {len(ds.labels)} labels)"
+    )
+    return 0

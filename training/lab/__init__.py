@@ -1,0 +1,1 @@
+"""The lab: real CoreDNS under realistic cluster-DNS traffic with labelled faults."""

@@ -1,0 +1,1 @@
+"""The webhook role: Alertmanager receiver, alert store, feedback page, label export."""
