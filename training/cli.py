@@ -52,6 +52,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     col.add_argument("--key-file", type=Path)
     col.set_defaults(handler=_collect)
 
+    tr = sub.add_parser("train", help="train the three models, evaluate, export the best bundle")
+    tr.add_argument(
+        "--dataset",
+        type=Path,
+        action="append",
+        help="dataset directory (repeatable; default data/lab-v1)",
+    )
+    tr.add_argument(
+        "--labels",
+        type=Path,
+        action="append",
+        default=[],
+        help="label file from the webhook (repeatable)",
+    )
+    tr.add_argument(
+        "--out", type=Path, default=Path("models/default"), help="bundle directory to write"
+    )
+    tr.add_argument(
+        "--report", type=Path, default=Path("docs"), help="where results.md and results/*.png go"
+    )
+    tr.add_argument(
+        "--held-out",
+        default="cache_thrash,tcp_fallback",
+        help="classes kept out of train/validation",
+    )
+    tr.add_argument("--epochs", type=int, default=40)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--mixin-rules",
+        type=Path,
+        default=Path("rules/coredns_mixin.yml"),
+        help="baseline rule file",
+    )
+    tr.add_argument("--quick", action="store_true", help="one configuration per model (smoke runs)")
+    tr.set_defaults(handler=_train)
+
     dset = sub.add_parser("dataset", help="inspect or export a dataset")
     dset_sub = dset.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")
     info = dset_sub.add_parser("info", help="summary: duration, instances, episodes per class")
@@ -119,6 +156,24 @@ def _lab_record(args: argparse.Namespace) -> int:
         timeline(ds, args.plot)
         print(f"plot: {args.plot}")
     print(f"dataset: {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+
+    from .dataset import DatasetError
+    from .pipeline import run
+
+    held = tuple(c for c in args.held_out.split(",") if c)
+    try:
+        run(
+            args.dataset or [Path("data/lab-v1")], args.out, args.report, args.labels, held,
+            args.epochs, args.batch_size, args.seed, args.mixin_rules,
+            progress=lambda m: log.info("train: %s", m), quick=args.quick,
+        )  # fmt: skip
+    except (DatasetError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
     return 0
 
 

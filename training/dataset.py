@@ -95,7 +95,7 @@ class Dataset:
         for inst, cls, start, end in zip(
             a["instance"], a["class"], a["start"], a["end"], strict=True
         ):
-            if inst == instance:
+            if inst in (instance, "*"):
                 out[(times >= start) & (times < end)] = cls
         return out
 
@@ -214,3 +214,20 @@ def summary(ds: Dataset) -> dict[str, Any]:
         .to_dict(),
         "step_seconds": ds.step,
     }
+
+
+def label_sources_at(ds: Dataset, instance: str, times: np.ndarray) -> np.ndarray:
+    """Per time: the source of the anomalous label covering it (lab, verified, weak), or
+    'false_alarm' inside a range an engineer marked as a false alarm, else ''."""
+    out = np.full(len(times), "", dtype=object)
+    lab = ds.labels
+    mine = lab[(lab["instance"] == instance) | (lab["instance"] == "*")]
+    for cls, start, end, anomaly, source in zip(
+        mine["class"], mine["start"], mine["end"], mine["anomaly"], mine["source"], strict=True
+    ):
+        inside = (times >= start) & (times < end)
+        if anomaly:
+            out[inside] = source
+        elif cls == "false_alarm":
+            out[inside] = "false_alarm"
+    return out

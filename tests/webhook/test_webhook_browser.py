@@ -1,0 +1,243 @@
+"""The feedback page in a real headless Chromium (Debian's chromium + chromedriver, selenium).
+
+Load the page, mark alerts, see the label export change. With COREDNS_ANOMALY_SCREENSHOTS=DIR
+the screenshots for docs/webhook.md are written there (docs/screenshots/webhook-*.png).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+from webhook_testlib import alert, payload
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+USER, PASSWORD = "oncall", "s3cret-password"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver (scripts/bootstrap.sh installs them)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1500,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _post(url: str, body: dict) -> None:
+    req = urllib.request.Request(
+        f"{url}/webhook",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer bench-token", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
+def _export(driver, query: str = "") -> list[dict[str, str]]:
+    """Fetch /labels from inside the page (same origin, same credentials as the engineer)."""
+    text = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/labels' + arguments[0]).then(r => r.text()).then(done, e => done('ERROR ' + e));",
+        query,
+    )
+    assert not text.startswith("ERROR"), text
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _row(driver, fingerprint: str):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'tr[data-fingerprint="{fingerprint}"]')
+
+
+def test_mark_alerts_and_export(server_factory, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    (tmp_path / "pw").write_text(PASSWORD)
+    server = server_factory(
+        workers=2,
+        threads=2,
+        extra_args=[
+            "--basic-auth-username",
+            USER,
+            "--basic-auth-password-file",
+            str(tmp_path / "pw"),
+            "--prometheus-url",
+            "http://prometheus.example:9090",
+        ],
+    )
+    _post(
+        server.url,
+        payload(
+            alert(
+                "aa01",
+                instance="10.0.0.1:9153",
+                starts_at="2026-11-22T01:00:00Z",
+                annotations={
+                    "summary": "CoreDNS 10.0.0.1:9153 upstream slow",
+                    "score": "2.31",
+                    "anomaly_type": "upstream_latency",
+                    "top_features": "upstream_latency_p99, servfail_ratio",
+                },
+            ),
+            alert(
+                "bb02",
+                instance="10.0.0.2:9153",
+                starts_at="2026-11-22T01:05:00Z",
+                annotations={
+                    "summary": "CoreDNS 10.0.0.2:9153 anomalous",
+                    "score": "1.07",
+                    "anomaly_type": "query_flood",
+                    "top_features": "requests_rate, nxdomain_ratio",
+                },
+            ),
+        ),
+    )
+    _post(
+        server.url,
+        payload(
+            alert(
+                "bb02",
+                status="resolved",
+                instance="10.0.0.2:9153",
+                starts_at="2026-11-22T01:05:00Z",
+                ends_at="2026-11-22T01:25:00Z",
+                annotations={"score": "1.07", "anomaly_type": "query_flood"},
+            ),
+        ),
+    )
+    _post(
+        server.url,
+        payload(
+            alert(
+                "cc03",
+                alertname="CoreDNSErrorsHigh",
+                instance=None,
+                starts_at="2026-11-22T00:40:00Z",
+                annotations={"summary": "CoreDNS is returning SERVFAIL for 4.2% of requests."},
+            ),
+            group_key='{}:{alertname="CoreDNSErrorsHigh"}',
+        ),
+    )
+
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": auth}})
+    browser.get(f"{server.url}/alerts?since=all")
+    wait = WebDriverWait(browser, 15)
+    wait.until(ec.presence_of_element_located((By.ID, "alerts")))
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.alert")
+    assert len(rows) == 3
+    first = _row(browser, "aa01")
+    assert first.find_element(By.CSS_SELECTOR, "td.score").text == "2.31"
+    assert first.find_element(By.CSS_SELECTOR, "td.type").text == "upstream_latency"
+    assert "upstream_latency_p99" in first.find_element(By.CSS_SELECTOR, "td.features").text
+    assert "firing" in first.get_attribute("class")
+    assert "resolved" in _row(browser, "bb02").get_attribute("class")
+    links = [a.get_attribute("href") for a in first.find_elements(By.CSS_SELECTOR, "td.links a")]
+    assert any(
+        h.startswith("http://prometheus.example:9090/graph?g0.expr=coredns_anomaly_score")
+        for h in links
+    )
+    assert _export(browser) == []
+    _shoot(browser, tmp_path, "webhook-alerts.png")
+
+    # An engineer confirms the first alert, with its class, and calls the second a false alarm.
+    cls = first.find_element(By.NAME, "class")
+    cls.clear()
+    cls.send_keys("upstream_latency")
+    first.find_element(By.NAME, "comment").send_keys("resolver pool degraded")
+    first.find_element(By.CSS_SELECTOR, "button.btn-anomaly").click()
+    wait.until(lambda d: "v-anomaly" in _row(d, "aa01").get_attribute("class"))
+    assert (
+        "anomaly: upstream_latency"
+        in _row(browser, "aa01").find_element(By.CSS_SELECTOR, ".current").text
+    )
+
+    _row(browser, "bb02").find_element(By.CSS_SELECTOR, "button.btn-false").click()
+    wait.until(lambda d: "v-false_alarm" in _row(d, "bb02").get_attribute("class"))
+    assert browser.find_element(By.ID, "count-verdicts").text == "2"
+
+    labels = _export(browser)
+    assert [(r["instance"], r["verdict"], r["class"], r["source"]) for r in labels] == [
+        ("10.0.0.1:9153", "anomaly", "upstream_latency", "verified"),
+        ("10.0.0.2:9153", "false_alarm", "", "verified"),
+    ]
+    assert (
+        labels[1]["start"] == "2026-11-22T01:05:00Z" and labels[1]["end"] == "2026-11-22T01:25:00Z"
+    )
+    assert labels[0]["comment"] == "resolver pool degraded"
+    _shoot(browser, tmp_path, "webhook-labelled.png")
+
+    # The mixin's alert, unjudged, is a weak label only on request.
+    weak = [r for r in _export(browser, "?include_weak=1") if r["source"] == "weak"]
+    assert [(r["alertname"], r["instance"], r["verdict"]) for r in weak] == [
+        ("CoreDNSErrorsHigh", "*", "anomaly")
+    ]
+
+    # Filters: only what nobody has judged yet.
+    Select(browser.find_element(By.NAME, "verdict")).select_by_value("none")
+    browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    wait.until(lambda d: "verdict=none" in d.current_url)
+    assert [
+        r.get_attribute("data-fingerprint")
+        for r in browser.find_elements(By.CSS_SELECTOR, "tr.alert")
+    ] == ["cc03"]
+
+    # Clearing a verdict removes it from the export.
+    browser.get(f"{server.url}/alerts?since=all&verdict=anomaly")
+    _row(browser, "aa01").find_element(By.CSS_SELECTOR, "button.btn-clear").click()
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, 'tr[data-fingerprint="aa01"]'))
+    assert [r["verdict"] for r in _export(browser)] == ["false_alarm"]
+
+
+def test_page_without_credentials_is_refused(server_factory, browser):
+    server = server_factory(workers=1, threads=1)
+    browser.get(f"{server.url}/alerts")
+    assert "unauthorized" in browser.page_source
+
+
+def _shoot(driver, tmp_path: Path, name: str) -> None:
+    driver.save_screenshot(str(tmp_path / name))
+    target = os.environ.get("COREDNS_ANOMALY_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, Path(target) / name)

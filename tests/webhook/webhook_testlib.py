@@ -1,0 +1,80 @@
+"""Helpers shared by the webhook tests (a unique module name: tests/ has no packages)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+TOKEN = "test-token-0123456789"
+USER, PASSWORD = "engineer", "correct horse battery staple"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+BASIC = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+
+
+def bench_module(name: str):
+    """Import bench/<name>.py (bench/ is not a package; the crash test reuses its code)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def alert(
+    fingerprint: str = "f00d",
+    *,
+    status: str = "firing",
+    starts_at: str = "2026-11-22T01:00:00.123456789Z",
+    ends_at: str = "0001-01-01T00:00:00Z",
+    alertname: str = "CoreDNSAnomaly",
+    instance: str | None = "10.0.0.1:9153",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    labels = {"alertname": alertname, "job": "coredns", "severity": "warning"}
+    if instance is not None:
+        labels["instance"] = instance
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations
+        if annotations is not None
+        else {
+            "summary": f"CoreDNS {instance} is anomalous",
+            "score": "1.42",
+            "anomaly_type": "upstream_latency",
+            "top_features": "upstream_latency_p99, servfail_ratio",
+        },
+        "startsAt": starts_at,
+        "endsAt": ends_at,
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=coredns_anomaly_score",
+        "fingerprint": fingerprint,
+    }
+
+
+def payload(
+    *alerts: dict[str, Any], group_key: str = '{}:{alertname="CoreDNSAnomaly"}'
+) -> dict[str, Any]:
+    """A version-4 delivery as Alertmanager 0.27 sends it."""
+    alerts = alerts or (alert(),)
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return {
+        "receiver": "coredns-anomaly",
+        "status": status,
+        "alerts": [copy.deepcopy(a) for a in alerts],
+        "groupLabels": {"alertname": alerts[0]["labels"].get("alertname", "")},
+        "commonLabels": {"job": "coredns"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+    }

@@ -1,0 +1,435 @@
+"""AnomalyDetector: the proposal's API over any multivariate time series.
+
+    det = AnomalyDetector(kind="classifier", window=16)
+    det.initialize_new_weights()          # or det.import_weights("bundle-or-weights-dir")
+    det.train(number_of_iterations=30, batch_size=64, data="data/lab-v1")
+    result = det.predict("data/new-recording")
+    det.export("models/default")          # model.tflite + model.json for the exporter
+
+`data` is a dataset directory, a Dataset, or a list of Series (any features, any step). It
+follows scikit-learn's estimator habits: constructor holds hyperparameters, `train` fits
+scaler, weights, thresholds and centroids on the data it is given, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .series import NORMAL, Scaler, Series, Windows, make_windows
+
+log = logging.getLogger(__name__)
+
+KINDS = ("autoencoder", "classifier", "siamese")
+
+
+def as_series(data: Any, label_files: list[Path] | None = None) -> list[Series]:
+    """Accept a dataset path, a Dataset or Series; CoreDNS datasets go through featurize."""
+    if isinstance(data, list) and all(isinstance(s, Series) for s in data):
+        return data
+    if isinstance(data, Series):
+        return [data]
+    from . import dataset as ds_mod
+    from .featurize import featurize
+
+    ds = ds_mod.load(data) if isinstance(data, (str, Path)) else data
+    if label_files:
+        from .labels_merge import merge_label_files
+
+        ds = merge_label_files(ds, label_files)
+    out = []
+    for f in featurize(ds):
+        src = ds_mod.label_sources_at(ds, f.instance, f.times)
+        out.append(Series(f.instance, f.times, f.X, f.labels, f.feature_names, src))
+    return out
+
+
+@dataclass
+class Predictions:
+    """Per window: raw and normalised score, decision, likely type and top features."""
+
+    times: np.ndarray
+    instances: np.ndarray
+    labels: np.ndarray
+    raw: np.ndarray
+    score: np.ndarray  # raw / threshold: >= 1 means anomalous
+    is_anomaly: np.ndarray
+    anomaly_type: np.ndarray
+    top_features: list[list[str]]
+    contributions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+
+class AnomalyDetector:
+    """One of the three models plus everything needed to score: scaler, threshold, centroids."""
+
+    def __init__(
+        self,
+        kind: str = "classifier",
+        window: int = 16,
+        filters: int = 32,
+        latent: int = 8,
+        ae_score: str = "reconstruction",
+        learning_rate: float = 2e-3,
+        seed: int = 0,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        if window < 4 or window % 2:
+            raise ValueError("window must be an even number of steps >= 4")
+        self.kind, self.window, self.filters, self.latent = kind, window, filters, latent
+        self.ae_score, self.learning_rate, self.seed = ae_score, learning_rate, seed
+        self.feature_names: tuple[str, ...] = ()
+        self.scaler: Scaler | None = None
+        self.threshold: float = 1.0
+        self.thresholds: dict[str, float] = {}
+        self.threshold_rules: dict[str, dict[str, Any]] = {}
+        self.rule = ""
+        self.center: np.ndarray | None = None
+        self.anom_center: np.ndarray | None = None
+        self.type_centroids: dict[str, list[float]] = {}
+        self.history: dict[str, list[float]] = {}
+        self.step_seconds: float | None = None
+        self.train_info: dict[str, Any] = {}
+        self._main = self._embed = self._serving = None
+
+    # -- the proposal's API -------------------------------------------------------
+    def initialize_new_weights(self, n_features: int | None = None) -> AnomalyDetector:
+        """Fresh random weights; the feature count comes from the data when not given."""
+        import keras
+
+        from . import models
+
+        n = n_features or len(self.feature_names)
+        if not n:
+            self._main = None  # built at train time, when the data says how many features
+            return self
+        keras.utils.set_random_seed(self.seed)
+        if self.kind == "autoencoder":
+            self._main, self._embed = models.build_autoencoder(
+                self.window, n, self.filters, self.latent
+            )
+        elif self.kind == "classifier":
+            self._main, self._embed = models.build_classifier(self.window, n, self.filters)
+        else:
+            self._embed = models.build_siamese_encoder(self.window, n, self.filters)
+            self._main = models.build_siamese_pair_model(self._embed)
+        self._serving = None
+        return self
+
+    def import_weights(self, path: str | Path) -> AnomalyDetector:
+        """Load a detector saved by `save` (weights + settings); training can continue."""
+        path = Path(path)
+        meta_path = path / "detector.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no detector.json; expected a directory written by AnomalyDetector.save"
+            )
+        meta = json.loads(meta_path.read_text())
+        for k in ("kind", "window", "filters", "latent", "ae_score", "learning_rate", "seed"):
+            setattr(self, k, meta["hyper"][k])
+        self._set_state(meta)
+        self.initialize_new_weights(len(self.feature_names))
+        self._main.load_weights(path / "main.weights.h5")
+        self._serving = None
+        return self
+
+    def train(
+        self,
+        number_of_iterations: int,
+        batch_size: int,
+        data: Any,
+        validation: Any = None,
+        exclude_classes: tuple[str, ...] = (),
+    ) -> AnomalyDetector:
+        """Fit on `data` (and choose the threshold on `validation`, else on `data`).
+
+        `exclude_classes` are kept out of training and validation entirely (leave-classes-out).
+        """
+        series = as_series(data)
+        val_series = as_series(validation) if validation is not None else None
+        names = series[0].feature_names
+        if self._main is None or len(names) != self._main.input_shape[-1]:
+            self.feature_names = names
+            self.initialize_new_weights(len(names))
+        self.feature_names = names
+        self.step_seconds = (
+            float(np.median(np.diff(series[0].times))) if len(series[0].times) > 1 else None
+        )
+        self.scaler = Scaler.fit(series)
+        tr = make_windows(series, self.window, self.scaler, exclude_classes=exclude_classes)
+        if not len(tr):
+            raise ValueError(f"no windows of {self.window} steps in the training data")
+        va = (
+            make_windows(val_series, self.window, self.scaler, exclude_classes=exclude_classes)
+            if val_series
+            else tr
+        )
+        # Engineers' false-alarm verdicts are known negatives: they steer early stopping and
+        # the threshold as well as the weights.
+        hard = tr.subset(tr.sources == "false_alarm")
+        if len(hard):
+            va = Windows.concat([va, hard])
+        self._fit(tr, number_of_iterations, batch_size, va)
+        self._fit_decision(tr, va)
+        self.train_info = {
+            "train_windows": len(tr), "train_anomalous": int(tr.y.sum()),
+            "val_windows": len(va), "classes_seen": sorted(set(tr.labels) - {NORMAL}),
+            "label_sources": {str(k): int(v) for k, v in zip(*np.unique(tr.sources[tr.y > 0], return_counts=True), strict=True)},
+        }  # fmt: skip
+        return self
+
+    def windows(self, data: Any) -> Windows:
+        """`data` cut into this detector's windows, scaled with its training scaler."""
+        if isinstance(data, Windows):
+            return data
+        return make_windows(as_series(data), self.window, self._need_scaler())
+
+    def predict(self, data: Any) -> Predictions:
+        wins = self.windows(data)
+        out = self._serve(wins.X)
+        raw = out["score"].astype(float)
+        score = raw / self.threshold
+        types = self._types(type_profile(wins.X))
+        contrib = out["contributions"]
+        top = [[self.feature_names[j] for j in np.argsort(-c)[:3]] for c in contrib]
+        return Predictions(
+            wins.times, wins.instances, wins.labels, raw, score, score >= 1.0, types, top, contrib
+        )
+
+    def evaluate(self, data: Any, debounce_steps: int = 1) -> dict[str, Any]:
+        """Confusion matrix, precision, recall, F1 (point-wise and per episode), delays,
+        false alarms per hour, per class."""
+        from .evaluate import evaluate_predictions
+
+        return evaluate_predictions(self.predict(data), self.step_seconds or 1.0, debounce_steps)
+
+    def export(
+        self, path: str | Path, extra: dict | None = None, sample: np.ndarray | None = None
+    ) -> Path:
+        """Write the TFLite bundle; `sample` windows check TFLite against Keras (<= 1e-5)."""
+        from .export import export_bundle
+
+        return export_bundle(self, Path(path), extra or {}, sample)
+
+    # -- persistence --------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._main.save_weights(path / "main.weights.h5")
+        (path / "detector.json").write_text(json.dumps(self._state(), indent=1))
+        return path
+
+    def _state(self) -> dict:
+        return {
+            "hyper": {k: getattr(self, k) for k in ("kind", "window", "filters", "latent", "ae_score", "learning_rate", "seed")},
+            "feature_names": list(self.feature_names),
+            "scaler": self.scaler.to_dict() if self.scaler else None,
+            "threshold": self.threshold, "thresholds": self.thresholds,
+            "threshold_rules": self.threshold_rules, "rule": self.rule,
+            "center": None if self.center is None else self.center.tolist(),
+            "anom_center": None if self.anom_center is None else self.anom_center.tolist(),
+            "type_centroids": self.type_centroids, "step_seconds": self.step_seconds,
+            "train_info": self.train_info,
+        }  # fmt: skip
+
+    def _set_state(self, m: dict) -> None:
+        self.feature_names = tuple(m["feature_names"])
+        self.scaler = Scaler.from_dict(m["scaler"]) if m.get("scaler") else None
+        self.threshold, self.thresholds = float(m["threshold"]), m.get("thresholds", {})
+        self.threshold_rules, self.rule = m.get("threshold_rules", {}), m.get("rule", "")
+        self.center = None if m.get("center") is None else np.asarray(m["center"], np.float32)
+        self.anom_center = (
+            None if m.get("anom_center") is None else np.asarray(m["anom_center"], np.float32)
+        )
+        self.type_centroids = m.get("type_centroids", {})
+        self.step_seconds = m.get("step_seconds")
+        self.train_info = m.get("train_info", {})
+
+    # -- internals ----------------------------------------------------------------
+    def _need_scaler(self) -> Scaler:
+        if self.scaler is None:
+            raise RuntimeError("the detector has not been trained or imported yet")
+        return self.scaler
+
+    def _fit(self, tr: Windows, epochs: int, batch: int, va: Windows) -> None:
+        import keras
+
+        from . import models
+
+        keras.utils.set_random_seed(self.seed)
+        opt = keras.optimizers.Adam(self.learning_rate)
+        verbose = 0 if os.environ.get("CI") else 2
+        cb = [
+            keras.callbacks.EarlyStopping(patience=6, restore_best_weights=True, monitor="val_loss")
+        ]
+        if self.kind == "autoencoder":
+            normal = tr.X[tr.pure]  # learn healthy behaviour only: no anomalous step inside
+            vnorm = va.X[va.pure]
+            self._main.compile(optimizer=opt, loss="mse")
+            h = self._main.fit(
+                normal,
+                normal,
+                epochs=epochs,
+                batch_size=batch,
+                validation_data=(vnorm, vnorm),
+                callbacks=cb,
+                verbose=verbose,
+            )
+        elif self.kind == "classifier":
+            self._main.compile(
+                optimizer=opt, loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")]
+            )
+            h = self._main.fit(
+                tr.X,
+                tr.y,
+                sample_weight=sample_weights(tr),
+                epochs=epochs,
+                batch_size=batch,
+                validation_data=(va.X, va.y, sample_weights(va)),
+                callbacks=cb,
+                verbose=verbose,
+            )
+        else:
+            rng = np.random.default_rng(self.seed)
+            a, b, same = _pairs(tr, rng, n=max(4 * len(tr), 2000))
+            va_, vb_, vsame = _pairs(va, rng, n=max(len(va), 500))
+            self._main.compile(optimizer=opt, loss=models.contrastive_loss(1.0))
+            h = self._main.fit(
+                [a, b],
+                same,
+                epochs=epochs,
+                batch_size=batch,
+                validation_data=([va_, vb_], vsame),
+                callbacks=cb,
+                verbose=verbose,
+            )
+        self.history = {k: [float(x) for x in v] for k, v in h.history.items()}
+        self._serving = None
+
+    def _embed_np(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self._embed.predict(X, batch_size=1024, verbose=0))
+
+    def _fit_decision(self, tr: Windows, va: Windows) -> None:
+        """Centres and centroids from training windows; thresholds from validation."""
+        from .evaluate import best_f1_threshold
+
+        emb = self._embed_np(tr.X)
+        normal = tr.y == 0
+        self.center = emb[normal].mean(axis=0).astype(np.float32)
+        self.anom_center = (emb[~normal].mean(axis=0) if (~normal).any() else -self.center).astype(
+            np.float32
+        )
+        prof = type_profile(tr.X)
+        self.type_centroids = {
+            c: prof[tr.labels == c].mean(axis=0).tolist() for c in sorted(set(tr.labels) - {NORMAL})
+        }
+        # Every decision rule is reported; the one with the best validation F1 is used.
+        rules: dict[str, tuple[str, float]] = {}
+        if self.kind == "autoencoder":
+            for mode in ("reconstruction", "latent"):
+                rules[f"{mode}_val_f1"] = (
+                    mode,
+                    best_f1_threshold(self.raw_scores(mode, va.X), va.y),
+                )
+            if (~normal).any():
+                # The proposal's rule: the smallest latent distance among known anomalous
+                # windows (log1p, as the served latent score).
+                d = np.linalg.norm(emb - self.center, axis=1)
+                rules["latent_min_known_anomaly"] = ("latent", float(np.log1p(d[~normal].min())))
+        else:
+            mode = self.ae_score
+            rules["val_f1"] = (mode, best_f1_threshold(self.raw_scores(mode, va.X), va.y))
+            # The proposal's own rules: nearer centroid (siamese), p >= 0.5 (classifier).
+            rules["nearer_centroid" if self.kind == "siamese" else "p_half"] = (mode, 0.5)
+        from .evaluate import f1_at
+
+        self.threshold_rules = {
+            name: {"score": m, "threshold": t, "val_f1": f1_at(self.raw_scores(m, va.X), va.y, t)}
+            for name, (m, t) in rules.items()
+        }
+        self.rule = max(self.threshold_rules, key=lambda n: self.threshold_rules[n]["val_f1"])
+        chosen = self.threshold_rules[self.rule]
+        self.ae_score, self._serving = chosen["score"], None
+        self.threshold = chosen["threshold"]
+        self.thresholds = {n: r["threshold"] for n, r in self.threshold_rules.items()}
+
+    def raw_scores(self, mode: str, X: np.ndarray) -> np.ndarray:
+        """Raw scores under a scoring mode (the autoencoder has two), serving model restored."""
+        keep = self.ae_score
+        self.ae_score, self._serving = mode, None
+        raw = self._serve(X)["score"]
+        self.ae_score, self._serving = keep, None
+        return raw
+
+    def serving_model(self):
+        from . import models
+
+        if self._serving is None:
+            self._serving = models.build_serving(
+                self.kind, self._main if self.kind != "siamese" else self._embed, self._embed,
+                self.center, self.anom_center, use_latent=self.ae_score == "latent",
+            )  # fmt: skip
+        return self._serving
+
+    def _serve(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.serving_model().predict(X, batch_size=1024, verbose=0)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def _types(self, emb: np.ndarray) -> np.ndarray:
+        if not self.type_centroids:
+            return np.full(len(emb), "", object)
+        names = list(self.type_centroids)
+        C = np.asarray([self.type_centroids[n] for n in names])
+        d = np.linalg.norm(emb[:, None, :] - C[None, :, :], axis=2)
+        return np.asarray(names, object)[d.argmin(axis=1)]
+
+
+TYPE_PROFILE_STEPS = 3
+
+
+def type_profile(X: np.ndarray) -> np.ndarray:
+    """Where the likely anomaly type is read: the signed z-scores of the last steps.
+
+    Nearest class centroid in this space beat the classifier's and siamese's embeddings on
+    type accuracy (their embeddings are trained to separate normal from anomalous, not
+    classes), and it needs no model output, so every model kind shares it.
+    """
+    return X[:, -TYPE_PROFILE_STEPS:, :].mean(axis=1)
+
+
+HARD_NEGATIVE_WEIGHT = 10.0
+
+
+def sample_weights(w: Windows) -> np.ndarray:
+    """Balance the classes, and weigh windows engineers marked as false alarms as hard
+    negatives, so a labelled false alarm moves the model (the proposal's retraining loop)."""
+    pos = max(1.0, float(w.y.sum()))
+    neg = max(1.0, float(len(w) - pos))
+    wt = np.where(w.y > 0, neg / pos, 1.0)
+    return (wt * np.where(w.sources == "false_alarm", HARD_NEGATIVE_WEIGHT, 1.0)).astype(np.float32)
+
+
+def _pairs(
+    w: Windows, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Balanced pairs for the contrastive loss: half same-group, half normal-vs-anomalous."""
+    normal = np.flatnonzero(w.y == 0)
+    anom = np.flatnonzero(w.y > 0)
+    if not len(anom):
+        raise ValueError("the siamese model needs labelled anomalous windows to form pairs")
+    half = n // 2
+    g1 = rng.integers(0, 2, half)
+    a_same = np.where(g1 == 0, rng.choice(normal, half), rng.choice(anom, half))
+    b_same = np.where(g1 == 0, rng.choice(normal, half), rng.choice(anom, half))
+    a_diff = rng.choice(normal, n - half)
+    b_diff = rng.choice(anom, n - half)
+    a = np.concatenate([a_same, a_diff])
+    b = np.concatenate([b_same, b_diff])
+    same = np.concatenate([np.ones(half), np.zeros(n - half)]).astype(np.float32)
+    return w.X[a], w.X[b], same

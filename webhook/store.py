@@ -1,0 +1,645 @@
+"""The alert store: SQLite in WAL mode with synchronous=FULL, so a commit is on disk before 2xx.
+
+Alertmanager delivers at least once, so writes are idempotent: an alert row is unique on
+(groupKey, fingerprint, status, startsAt) and a delivery on the hash of its canonical JSON;
+repeats are acknowledged and counted, never stored twice. ``occurrences`` folds the firing and
+resolved notifications of one alert (fingerprint, startsAt) into the row the page shows and
+engineers label. One connection per process and thread. Writers queue on a blocking flock()
+of a side file (released by the kernel even on kill -9) instead of SQLite's busy handler, whose
+sleeps of 1, 2, 5, 10... ms would dominate latency with several gunicorn workers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from coredns_anomaly.webhook.labels import ALL_INSTANCES, CLASS_RE, LabelRecord
+from coredns_anomaly.webhook.schema import Delivery
+from coredns_anomaly.webhook.timefmt import parse_rfc3339, storage_key, utcnow
+
+SCHEMA_VERSION = 1
+log = logging.getLogger("coredns_anomaly.webhook")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    truncated_alerts INTEGER NOT NULL DEFAULT 0,
+    body_sha256 TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+    received_at TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    generator_url TEXT NOT NULL,
+    UNIQUE (group_key, fingerprint, status, starts_at)
+);
+CREATE TABLE IF NOT EXISTS occurrences (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    ends_at TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    generator_url TEXT NOT NULL,
+    external_url TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS occurrences_by_start ON occurrences (starts_at DESC);
+CREATE TABLE IF NOT EXISTS verdicts (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    class TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verdict_log (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    verdict TEXT,
+    class TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_UPSERT_OCCURRENCE = """
+INSERT INTO occurrences (fingerprint, starts_at, status, ends_at, first_seen, last_seen,
+    alertname, instance, severity, labels, annotations, generator_url, external_url, receiver)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
+    status = CASE WHEN occurrences.status = 'resolved' OR excluded.status = 'resolved'
+                  THEN 'resolved' ELSE 'firing' END,
+    ends_at = COALESCE(excluded.ends_at, occurrences.ends_at),
+    first_seen = min(occurrences.first_seen, excluded.first_seen),
+    last_seen = max(occurrences.last_seen, excluded.last_seen),
+    annotations = CASE WHEN excluded.last_seen >= occurrences.last_seen
+                       THEN json_patch(occurrences.annotations, excluded.annotations)
+                       ELSE json_patch(excluded.annotations, occurrences.annotations) END,
+    generator_url = CASE WHEN excluded.generator_url != '' THEN excluded.generator_url
+                         ELSE occurrences.generator_url END
+"""
+
+
+class StoreError(Exception):
+    """The store could not commit; the receiver answers 5xx so Alertmanager retries."""
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    delivery_id: int
+    stored: int
+    duplicates: int
+    duplicate_delivery: bool
+
+
+@dataclass
+class _Job:
+    """One delivery waiting for a group commit."""
+
+    delivery: Delivery
+    received_at: str
+    result: StoreResult | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One alert (fingerprint, startsAt) as the page shows it, with its verdict if any."""
+
+    fingerprint: str
+    starts_at: str
+    status: str
+    ends_at: str | None
+    last_seen: str
+    alertname: str
+    instance: str
+    severity: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    external_url: str
+    verdict: str | None
+    verdict_class: str
+    verdict_comment: str
+    verdict_author: str
+    verdict_at: str | None
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    status: str = ""  # firing | resolved | "" (all)
+    alertname: str = ""
+    instance: str = ""  # substring
+    verdict: str = ""  # none | anomaly | false_alarm | labelled | "" (all)
+    since: str = ""  # storage_key; occurrences active at or after this
+    limit: int = 100
+    offset: int = 0
+
+
+class AlertStore:
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Job] = []
+        self._pid = os.getpid()
+        self._lock_fd: int | None = None
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=True,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _check_fork(self) -> None:
+        """A forked child never reuses its parent's connections, locks or lock file."""
+        if self._pid != os.getpid():
+            self._local = threading.local()
+            self._write_lock = threading.Lock()
+            self._pending_lock = threading.Lock()
+            self._pending = []
+            self._lock_fd = None  # flock is per open file description: never share the parent's
+            self._pid = os.getpid()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        self._check_fork()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.connect()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _process_lock_fd(self) -> int:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(
+                f"{self.path}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        return self._lock_fd
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._check_fork()
+        conn = self.conn
+        with self._write_lock:
+            fd = self._process_lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def init_schema(self) -> None:
+        """Create or check the schema; safe to call from every process at start."""
+        conn = self.connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{self.path}: could not switch to WAL journal mode (got {mode})")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this webhook's {SCHEMA_VERSION}"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
+                (secrets.token_hex(32),),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def store_delivery(
+        self, delivery: Delivery, received_at: datetime | None = None
+    ) -> StoreResult:
+        """Commit a delivery and its alerts durably; raises StoreError on any storage failure.
+
+        Group commit: concurrent calls in this process share one transaction, so one fsync
+        covers several deliveries; each call still returns only after the commit that holds
+        its rows. The first caller to get the write lock commits everything queued by then.
+        """
+        self._check_fork()
+        job = _Job(delivery, storage_key(received_at or utcnow()))
+        with self._pending_lock:
+            self._pending.append(job)
+        with self._write_lock:
+            if not job.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_batch(batch)
+        if job.error is not None:
+            raise StoreError(str(job.error)) from job.error
+        assert job.result is not None
+        return job.result
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        """Write a batch in one transaction (caller holds _write_lock); mark every job done."""
+        results: list[StoreResult] = []
+        try:
+            conn = self.conn
+            fd = self._process_lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    results = [
+                        _insert_delivery(conn, job.delivery, job.received_at) for job in batch
+                    ]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except Exception as exc:
+            if not isinstance(exc, sqlite3.Error):
+                log.exception("unexpected error while storing %d deliveries", len(batch))
+            self._discard_broken_connection()
+            for job in batch:
+                job.error, job.done = exc, True
+            return
+        for job, result in zip(batch, results, strict=True):
+            job.result, job.done = result, True
+
+    def _discard_broken_connection(self) -> None:
+        # After an I/O error a connection may be left mid-transaction; start afresh next time.
+        try:
+            self.close()
+        except sqlite3.Error:
+            self._local.conn = None
+
+    def ready(self) -> str | None:
+        """None when the store answers queries and its directory is writable, else the problem."""
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            self._discard_broken_connection()
+            return f"database not readable: {exc}"
+        if version != SCHEMA_VERSION:
+            return f"database schema version {version}, expected {SCHEMA_VERSION}"
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.access(directory, os.W_OK) or not os.access(self.path, os.W_OK):
+            return f"database {self.path} is not writable"
+        return None
+
+    def secret(self) -> bytes:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        if row is None:
+            raise StoreError("store has no secret; init_schema() was not run")
+        return bytes.fromhex(row[0])
+
+    # -- the page ------------------------------------------------------------------------------
+
+    def list_occurrences(self, f: AlertFilter) -> tuple[list[Occurrence], int]:
+        """A page of occurrences (newest first) matching f, and the total that match."""
+        where, params = _where(f)
+        total = self.conn.execute(
+            f"SELECT count(*) FROM occurrences o LEFT JOIN verdicts v USING (fingerprint, starts_at) {where}",
+            params,
+        ).fetchone()[0]
+        rows = self.conn.execute(
+            f"{_SELECT_OCCURRENCES} {where} ORDER BY o.starts_at DESC, o.fingerprint LIMIT ? OFFSET ?",
+            [*params, max(1, min(f.limit, 1000)), max(0, f.offset)],
+        ).fetchall()
+        return [_occurrence(r) for r in rows], total
+
+    def get_occurrence(self, fingerprint: str, starts_at: str) -> Occurrence | None:
+        row = self.conn.execute(
+            f"{_SELECT_OCCURRENCES} WHERE o.fingerprint = ? AND o.starts_at = ?",
+            (fingerprint, starts_at),
+        ).fetchone()
+        return _occurrence(row) if row else None
+
+    def facets(self) -> dict[str, list[str]]:
+        """Distinct alert names and anomaly classes, for the page's filter and class suggestions."""
+        names = [
+            r[0] for r in self.conn.execute("SELECT DISTINCT alertname FROM occurrences ORDER BY 1")
+        ]
+        classes = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT class FROM verdicts WHERE class != '' ORDER BY 1 LIMIT 200"
+            )
+        ]
+        return {"alertnames": names, "classes": classes}
+
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM occurrences),"
+            " (SELECT count(*) FROM occurrences WHERE status = 'firing'),"
+            " (SELECT count(*) FROM verdicts),"
+            " (SELECT count(*) FROM deliveries)"
+        ).fetchone()
+        return {"alerts": row[0], "firing": row[1], "verdicts": row[2], "deliveries": row[3]}
+
+    def set_verdict(
+        self,
+        fingerprint: str,
+        starts_at: str,
+        verdict: str | None,
+        anomaly_class: str = "",
+        comment: str = "",
+        author: str = "",
+    ) -> bool:
+        """Record (or, with verdict None, clear) an engineer's verdict; False if no such alert."""
+        if verdict is not None and verdict not in ("anomaly", "false_alarm"):
+            raise ValueError(f"unknown verdict {verdict!r}")
+        anomaly_class = anomaly_class.strip() if verdict == "anomaly" else ""
+        if anomaly_class and not CLASS_RE.match(anomaly_class):
+            raise ValueError(f"{anomaly_class!r} is not a class name (letters, digits, _ . : -)")
+        now = storage_key(utcnow())
+        with self._write() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM occurrences WHERE fingerprint = ? AND starts_at = ?",
+                (fingerprint, starts_at),
+            ).fetchone()
+            if not exists:
+                return False
+            if verdict is None:
+                conn.execute(
+                    "DELETE FROM verdicts WHERE fingerprint = ? AND starts_at = ?",
+                    (fingerprint, starts_at),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO verdicts (fingerprint, starts_at, verdict, class, comment, author,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, starts_at)"
+                    " DO UPDATE SET verdict = excluded.verdict, class = excluded.class,"
+                    " comment = excluded.comment, author = excluded.author, updated_at = excluded.updated_at",
+                    (fingerprint, starts_at, verdict, anomaly_class, comment, author, now),
+                )
+            conn.execute(
+                "INSERT INTO verdict_log (fingerprint, starts_at, verdict, class, comment, author, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (fingerprint, starts_at, verdict, anomaly_class, comment, author, now),
+            )
+        return True
+
+    # -- label export --------------------------------------------------------------------------
+
+    def label_records(
+        self,
+        *,
+        include_weak: bool = False,
+        own_alertnames: str = r"^CoreDNSAnomaly",
+        alertname: str = "",
+        since: str = "",
+        until: str = "",
+    ) -> list[LabelRecord]:
+        """Verdicts as label records; with include_weak, also unlabelled alerts of other rules.
+
+        Weak labels come from alerts that no engineer has judged, fired by rules that are not
+        ours (``own_alertnames`` regex): the model's own alerts would only teach it itself.
+        An alert still firing ends at the last time it was seen.
+        """
+        clauses, params = [], []
+        if not include_weak:
+            clauses.append("v.verdict IS NOT NULL")
+        if alertname:
+            clauses.append("o.alertname = ?")
+            params.append(alertname)
+        if since:
+            clauses.append("COALESCE(o.ends_at, o.last_seen) >= ?")
+            params.append(since)
+        if until:
+            clauses.append("o.starts_at <= ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.conn.execute(
+            f"{_SELECT_OCCURRENCES} {where} ORDER BY o.starts_at, o.fingerprint", params
+        ).fetchall()
+        own = re.compile(own_alertnames) if own_alertnames else None
+        records = []
+        for r in rows:
+            occ = _occurrence(r)
+            if occ.verdict is None and own is not None and own.search(occ.alertname):
+                continue
+            records.append(_label_record(occ))
+        return records
+
+
+def _insert_delivery(conn: sqlite3.Connection, delivery: Delivery, now: str) -> StoreResult:
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO deliveries (received_at, group_key, status, receiver,"
+        " truncated_alerts, body_sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            now,
+            delivery.group_key,
+            delivery.status,
+            delivery.receiver,
+            delivery.truncated_alerts,
+            delivery.body_sha256,
+            delivery.raw,
+        ),
+    )
+    duplicate_delivery = cur.rowcount == 0
+    if duplicate_delivery:
+        delivery_id = conn.execute(
+            "SELECT id FROM deliveries WHERE body_sha256 = ?", (delivery.body_sha256,)
+        ).fetchone()[0]
+    else:
+        delivery_id = cur.lastrowid
+    stored = 0
+    for a in delivery.alerts:
+        labels = json.dumps(a.labels, ensure_ascii=False, sort_keys=True)
+        annotations = json.dumps(a.annotations, ensure_ascii=False, sort_keys=True)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO alerts (delivery_id, received_at, group_key, fingerprint,"
+            " status, starts_at, ends_at, labels, annotations, generator_url)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                delivery_id,
+                now,
+                delivery.group_key,
+                a.fingerprint,
+                a.status,
+                a.starts_at,
+                a.ends_at,
+                labels,
+                annotations,
+                a.generator_url,
+            ),
+        )
+        if cur.rowcount == 0:
+            continue
+        stored += 1
+        conn.execute(
+            _UPSERT_OCCURRENCE,
+            (
+                a.fingerprint,
+                a.starts_at,
+                a.status,
+                a.ends_at,
+                now,
+                now,
+                a.labels.get("alertname", ""),
+                a.labels.get("instance", ""),
+                a.labels.get("severity", ""),
+                labels,
+                annotations,
+                a.generator_url,
+                delivery.external_url,
+                delivery.receiver,
+            ),
+        )
+    return StoreResult(
+        delivery_id=delivery_id,
+        stored=stored,
+        duplicates=len(delivery.alerts) - stored,
+        duplicate_delivery=duplicate_delivery,
+    )
+
+
+_SELECT_OCCURRENCES = """
+SELECT o.fingerprint, o.starts_at, o.status, o.ends_at, o.last_seen, o.alertname, o.instance,
+       o.severity, o.labels, o.annotations, o.generator_url, o.external_url,
+       v.verdict, v.class, v.comment, v.author, v.updated_at
+FROM occurrences o LEFT JOIN verdicts v USING (fingerprint, starts_at)
+"""
+
+
+def _where(f: AlertFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.status in ("firing", "resolved"):
+        clauses.append("o.status = ?")
+        params.append(f.status)
+    if f.alertname:
+        clauses.append("o.alertname = ?")
+        params.append(f.alertname)
+    if f.instance:
+        clauses.append("instr(o.instance, ?) > 0")
+        params.append(f.instance)
+    if f.verdict == "none":
+        clauses.append("v.verdict IS NULL")
+    elif f.verdict == "labelled":
+        clauses.append("v.verdict IS NOT NULL")
+    elif f.verdict in ("anomaly", "false_alarm"):
+        clauses.append("v.verdict = ?")
+        params.append(f.verdict)
+    if f.since:
+        clauses.append("(o.status = 'firing' OR COALESCE(o.ends_at, o.last_seen) >= ?)")
+        params.append(f.since)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _occurrence(r: sqlite3.Row | tuple) -> Occurrence:
+    return Occurrence(
+        fingerprint=r[0],
+        starts_at=r[1],
+        status=r[2],
+        ends_at=r[3],
+        last_seen=r[4],
+        alertname=r[5],
+        instance=r[6],
+        severity=r[7],
+        labels=json.loads(r[8]),
+        annotations=json.loads(r[9]),
+        generator_url=r[10],
+        external_url=r[11],
+        verdict=r[12],
+        verdict_class=r[13] or "",
+        verdict_comment=r[14] or "",
+        verdict_author=r[15] or "",
+        verdict_at=r[16],
+    )
+
+
+def _label_record(o: Occurrence) -> LabelRecord:
+    start = parse_rfc3339(o.starts_at)
+    end = parse_rfc3339(o.ends_at or o.last_seen)
+    if end < start:  # clock skew between Prometheus and us; an instant is still a label
+        end = start
+    verified = o.verdict is not None
+    return LabelRecord(
+        instance=o.instance or ALL_INSTANCES,
+        start=start,
+        end=end,
+        verdict=o.verdict if verified else "anomaly",
+        source="verified" if verified else "weak",
+        anomaly_class=o.verdict_class if verified else "",
+        alertname=o.alertname,
+        fingerprint=o.fingerprint,
+        comment=o.verdict_comment,
+    )
+
+
+def since_key(spec: str, now: datetime | None = None) -> str:
+    """'24h', '7d', '30m' or an RFC 3339 time -> storage key; '' or 'all' -> ''."""
+    spec = spec.strip()
+    if not spec or spec == "all":
+        return ""
+    m = re.fullmatch(r"(\d{1,5})([mhd])", spec)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return storage_key((now or utcnow()) - timedelta(**{unit: int(m.group(1))}))
+    return storage_key(parse_rfc3339(spec))
