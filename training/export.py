@@ -121,12 +121,13 @@ def export_bundle(
     for k, v in extra.items():
         meta.setdefault(k, v)
     (path / "model.json").write_text(
-        json.dumps(meta, indent=1, sort_keys=True, default=_json_default) + "\n"
+        json.dumps(meta, indent=1, sort_keys=True, default=json_default) + "\n"
     )
     return path
 
 
-def _json_default(o):
+def json_default(o):
+    """numpy scalars and arrays as plain JSON (model.json, results.json)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

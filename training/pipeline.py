@@ -30,6 +30,7 @@ from .evaluate import (
     evaluate_decisions,
     evaluate_predictions,
 )
+from .export import json_default
 from .series import Series, Split, make_windows, time_split
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,9 @@ def run(
     det.save(bundle_out / "keras")  # the Keras weights, for import_weights and retraining
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "results").mkdir(parents=True, exist_ok=True)
-    (report_dir / "results" / "results.json").write_text(json.dumps(results, indent=1, default=_np))
+    (report_dir / "results" / "results.json").write_text(
+        json.dumps(results, indent=1, default=json_default)
+    )
     from .report import write_report
 
     write_report(
@@ -296,11 +299,3 @@ def _slim(res: dict[str, Any]) -> dict[str, Any]:
         )
         if k in res
     }
-
-
-def _np(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
