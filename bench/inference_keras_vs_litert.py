@@ -38,9 +38,9 @@ def main() -> None:
 
     from ai_edge_litert.interpreter import Interpreter
 
-    from coredns_anomaly.training.detector import AnomalyDetector
+    from coredns_anomaly.training.ensemble import load_detector
 
-    det = AnomalyDetector().import_weights(args.bundle / "keras")
+    det = load_detector(args.bundle / "keras")
     X = det.windows(args.dataset).X
     X = X[np.random.default_rng(0).permutation(len(X))[: args.batch]]
     serving = det.serving_model()

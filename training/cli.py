@@ -77,6 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="cache_thrash,tcp_fallback",
         help="classes kept out of train/validation",
     )
+    tr.add_argument(
+        "--val-novel",
+        default="misconfig_refused",
+        help="classes kept out of training but in validation",
+    )
     tr.add_argument("--epochs", type=int, default=40)
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--seed", type=int, default=0)
@@ -171,6 +176,7 @@ def _train(args: argparse.Namespace) -> int:
             args.dataset or [Path("data/lab-v1")], args.out, args.report, args.labels, held,
             args.epochs, args.batch_size, args.seed, args.mixin_rules,
             progress=lambda m: log.info("train: %s", m), quick=args.quick,
+            val_novel=tuple(c for c in args.val_novel.split(",") if c),
         )  # fmt: skip
     except (DatasetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc

@@ -131,6 +131,11 @@ class AnomalyDetector:
                 f"{path}: no detector.json; expected a directory written by AnomalyDetector.save"
             )
         meta = json.loads(meta_path.read_text())
+        if meta.get("kind") == "ensemble":
+            raise ValueError(
+                f"{path} holds an ensemble; load it with "
+                "coredns_anomaly.training.ensemble.load_detector(path)"
+            )
         for k in ("kind", "window", "filters", "latent", "ae_score", "learning_rate", "seed"):
             setattr(self, k, meta["hyper"][k])
         self._set_state(meta)
@@ -146,10 +151,13 @@ class AnomalyDetector:
         data: Any,
         validation: Any = None,
         exclude_classes: tuple[str, ...] = (),
+        val_exclude_classes: tuple[str, ...] | None = None,
     ) -> AnomalyDetector:
         """Fit on `data` (and choose the threshold on `validation`, else on `data`).
 
-        `exclude_classes` are kept out of training and validation entirely (leave-classes-out).
+        `exclude_classes` are kept out of training and (unless `val_exclude_classes` says
+        otherwise) out of validation: leave-classes-out. A class kept out of training but left
+        in validation makes thresholds and model choice reward detecting the unseen.
         """
         series = as_series(data)
         val_series = as_series(validation) if validation is not None else None
@@ -166,7 +174,14 @@ class AnomalyDetector:
         if not len(tr):
             raise ValueError(f"no windows of {self.window} steps in the training data")
         va = (
-            make_windows(val_series, self.window, self.scaler, exclude_classes=exclude_classes)
+            make_windows(
+                val_series,
+                self.window,
+                self.scaler,
+                exclude_classes=exclude_classes
+                if val_exclude_classes is None
+                else val_exclude_classes,
+            )
             if val_series
             else tr
         )

@@ -80,6 +80,9 @@ def build_siamese_pair_model(encoder: keras.Model) -> keras.Model:
     return keras.Model([a, b], d, name="siamese")
 
 
+RECENT_STEPS = 2
+
+
 class _Serving(layers.Layer):
     """Score, embedding and per-feature contributions for one model kind, as graph ops
     (TFLite builtins only), so the exporter needs no TensorFlow to score."""
@@ -109,7 +112,10 @@ class _Serving(layers.Layer):
         # that explodes near the anomalous centroid.
         last = ops.abs(window[:, -1, :])
         if self.kind == "autoencoder":
-            err = ops.log1p(ops.mean(ops.square(window - main_out), axis=1))  # (B, F)
+            # Error of the most recent steps: the window's old steps are context, and an
+            # anomaly that just began must not be averaged away over W steps.
+            recent = ops.square(window - main_out)[:, -RECENT_STEPS:, :]
+            err = ops.log1p(ops.mean(recent, axis=1))  # (B, F)
             dist = ops.sqrt(ops.sum(ops.square(emb - self.center), axis=-1) + 1e-12)
             score = ops.log1p(dist) if self.use_latent else ops.mean(err, axis=-1)
             return score, emb, err

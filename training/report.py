@@ -29,7 +29,7 @@ def _row(name: str, r: dict[str, Any], step: float) -> str:
     d = r.get("median_delay_steps")
     return (
         f"| {name} | {_fmt(p['precision'])} | {_fmt(p['recall'])} | {_fmt(p['f1'])} | "
-        f"{_fmt(sv.get('seen', {}).get('recall_episode'))} | {_fmt(sv.get('held_out', {}).get('recall_episode'))} | "
+        f"{_fmt(sv.get('seen', {}).get('recall_episode'))} | {_fmt(sv.get('val_novel', {}).get('recall_episode'))} | {_fmt(sv.get('held_out', {}).get('recall_episode'))} | "
         f"{_fmt(d, 1)} ({_fmt(None if d is None else d * step, 0)} s) | {r['false_alarms']} | {_fmt(r['false_alarms_per_hour'], 2)} |"
     )
 
@@ -50,15 +50,17 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
         "",
         "Written by `coredns-anomaly train` from measured figures only (`results/results.json`).",
         f"Datasets: {', '.join(results['datasets'])}. Held-out classes (never in train or validation): "
-        f"{', '.join(results['held_out_classes'])}. Step {step:g} s. Training took {results['train_seconds']:.0f} s.",
+        f"{', '.join(results['held_out_classes'])}. Validation-novel (not in train, in validation, so model choice "
+        f"rewards catching the unseen): {', '.join(results.get('val_novel_classes', [])) or 'none'}. "
+        f"Step {step:.3g} s. Training took {results['train_seconds']:.0f} s.",
         "",
         f"Chosen on validation: **{chosen}** (window {m['config']['window']}, filters {m['config']['filters']}, "
         f"debounce {m['config']['debounce']} steps, threshold {m['config']['threshold']:.4g}).",
         "",
         "## Test split",
         "",
-        "| detector | precision | recall | F1 (point-wise) | episode recall, seen | episode recall, held-out | median delay, steps | false alarms | per hour |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| detector | precision | recall | F1 (point-wise) | episode recall, seen | episode recall, validation-novel | episode recall, held-out | median delay, steps | false alarms | per hour |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, r in results["models"].items():
         lines.append(_row(kind + (" (chosen)" if kind == chosen else ""), r, step))
@@ -73,6 +75,7 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
     ]
     for cls, c in m["per_class"].items():
         tag = " (held out)" if cls in results["held_out_classes"] else ""
+        tag = " (validation-novel)" if cls in results.get("val_novel_classes", []) else tag
         lines.append(
             f"| {cls}{tag} | {c['episodes']} | {c['detected']} | {_fmt(c['recall_episode'])} | {_fmt(c['recall_pointwise'])} | {_fmt(c['median_delay_steps'], 1)} |"
         )

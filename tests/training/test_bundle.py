@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from coredns_anomaly.exporter.features import FEATURE_NAMES
-from coredns_anomaly.training.detector import AnomalyDetector
+from coredns_anomaly.training.ensemble import load_detector
 from coredns_anomaly.training.export import ExportError, convert, litert_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ BUNDLE = ROOT / "models" / "default"
 @pytest.fixture(scope="module")
 def shipped():
     meta = json.loads((BUNDLE / "model.json").read_text())
-    det = AnomalyDetector().import_weights(BUNDLE / "keras")
+    det = load_detector(BUNDLE / "keras")
     X = det.windows(ROOT / "data" / "lab-v1").X
     return meta, det, X
 
