@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dataset",
         type=Path,
         action="append",
-        help="dataset directory (repeatable; default data/lab-v1)",
+        help="dataset directory (repeatable; default: data/lab-v1 and data/lab-v2)",
     )
     tr.add_argument(
         "--labels",
@@ -65,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         help="label file from the webhook (repeatable)",
+    )
+    tr.add_argument(
+        "--no-weak-labels",
+        action="store_true",
+        help="ignore weak labels (alerts of existing rules) in the label files",
     )
     tr.add_argument(
         "--out", type=Path, default=Path("models/default"), help="bundle directory to write"
@@ -173,10 +178,11 @@ def _train(args: argparse.Namespace) -> int:
     held = tuple(c for c in args.held_out.split(",") if c)
     try:
         run(
-            args.dataset or [Path("data/lab-v1")], args.out, args.report, args.labels, held,
+            args.dataset or [Path("data/lab-v1"), Path("data/lab-v2")], args.out, args.report, args.labels, held,
             args.epochs, args.batch_size, args.seed, args.mixin_rules,
             progress=lambda m: log.info("train: %s", m), quick=args.quick,
             val_novel=tuple(c for c in args.val_novel.split(",") if c),
+            include_weak=not args.no_weak_labels,
         )  # fmt: skip
     except (DatasetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc

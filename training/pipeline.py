@@ -72,7 +72,7 @@ def objective(res: dict[str, Any], novel: tuple[str, ...] = ()) -> float:
 
 
 def load_series(
-    datasets: list[Path], label_files: list[Path]
+    datasets: list[Path], label_files: list[Path], include_weak: bool = True
 ) -> tuple[list[Series], list[ds_mod.Dataset]]:
     series, loaded = [], []
     for path in datasets:
@@ -80,7 +80,7 @@ def load_series(
         if label_files:
             from .labels_merge import merge_label_files
 
-            ds = merge_label_files(ds, label_files)
+            ds = merge_label_files(ds, label_files, include_weak)
         loaded.append(ds)
         series += as_series(ds)
     return series, loaded
@@ -247,9 +247,10 @@ def run(
     progress=print,
     quick: bool = False,
     val_novel: tuple[str, ...] = VAL_NOVEL_DEFAULT,
+    include_weak: bool = True,
 ) -> dict[str, Any]:
     t_start = time.monotonic()
-    series, loaded = load_series(datasets, label_files or [])
+    series, loaded = load_series(datasets, label_files or [], include_weak)
     split = time_split(series)
     progress(
         f"data: {len(series)} series, {sum(len(s.times) for s in series)} steps; split train/val/test by time"

@@ -33,7 +33,7 @@ def test_train_writes_bundle_report_and_plots(tmp_path, monkeypatch):
         and meta["step_seconds"] == pytest.approx(2.0, abs=0.1)
     )
     res = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())
-    assert set(res["models"]) == {"autoencoder", "classifier", "siamese"}
+    assert set(res["models"]) == {"autoencoder", "classifier", "siamese", "ensemble"}
     assert {"pca", "coredns_mixin"} <= set(res["baselines"])
     assert set(res["held_out_classes"]) <= set(res["models"]["classifier"]["per_class"])
     md = (tmp_path / "docs" / "results.md").read_text()
