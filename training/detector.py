@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 KINDS = ("autoencoder", "classifier", "siamese")
 
 
-def as_series(data: Any, label_files: list[Path] | None = None) -> list[Series]:
-    """Accept a dataset path, a Dataset or Series; CoreDNS datasets go through featurize."""
+def as_series(
+    data: Any, label_files: list[Path] | None = None, include_weak: bool = True
+) -> list[Series]:
+    """Accept a dataset path, a Dataset or Series; CoreDNS datasets go through featurize, with
+    the engineers' label files (webhook format) merged in first."""
     if isinstance(data, list) and all(isinstance(s, Series) for s in data):
         return data
     if isinstance(data, Series):
@@ -42,7 +45,7 @@ def as_series(data: Any, label_files: list[Path] | None = None) -> list[Series]:
     if label_files:
         from .labels_merge import merge_label_files
 
-        ds = merge_label_files(ds, label_files)
+        ds = merge_label_files(ds, label_files, include_weak)
     out = []
     for f in featurize(ds):
         src = ds_mod.label_sources_at(ds, f.instance, f.times)

@@ -77,12 +77,8 @@ def load_series(
     series, loaded = [], []
     for path in datasets:
         ds = ds_mod.load(path)
-        if label_files:
-            from .labels_merge import merge_label_files
-
-            ds = merge_label_files(ds, label_files, include_weak)
         loaded.append(ds)
-        series += as_series(ds)
+        series += as_series(ds, label_files, include_weak)
     return series, loaded
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import random
 import shutil
@@ -327,7 +328,7 @@ class Lab:
             },
             "front_plugins": ["errors", "health", "ready", "prometheus", "acl (misconfig only)", "file (cluster.local)", "forward", "cache", "loop", "reload", "loadbalance"],
             "cpu_limiter": self.instances[0].cpu.mode if self.instances else "none",
-            "host": {"hostname": platform.node(), "kernel": platform.release(), "cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+            "host": {"hostname": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "tools": {"dnsperf": dnsperf_line.strip()},
             "recorded_from": start, "recorded_to": end, "wall_seconds": round(end - start, 1),
             "schedule_items": len(schedule),
