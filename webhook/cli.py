@@ -195,8 +195,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         env[CONFIG_ENV] = str(Path(args.config).resolve())
     env["COREDNS_ANOMALY_WEBHOOK_DB"] = str(Path(settings.db).resolve())
+    argv = gunicorn_argv()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
+
+
+def gunicorn_argv() -> list[str]:
+    """The gunicorn command line with the shipped config (`webhook serve` execs it)."""
     conf = Path(__file__).with_name("gunicorn.conf.py")
-    argv = [
+    return [
         sys.executable,
         "-m",
         "gunicorn",
@@ -204,10 +213,6 @@ def _serve(args: argparse.Namespace) -> int:
         str(conf),
         "coredns_anomaly.webhook.app:create_app()",
     ]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
-    return 0  # not reached
 
 
 def _export(args: argparse.Namespace) -> int:

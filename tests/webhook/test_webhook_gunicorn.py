@@ -162,11 +162,9 @@ def test_crash_consistency_short(tmp_path):
 
 def test_gunicorn_run_directly_refuses_without_credentials(tmp_path):
     import subprocess
-    import sys
 
-    import coredns_anomaly.webhook
+    from coredns_anomaly.webhook.cli import gunicorn_argv
 
-    conf = Path(coredns_anomaly.webhook.__file__).with_name("gunicorn.conf.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREDNS_ANOMALY_WEBHOOK_")}
     env.update(
         COREDNS_ANOMALY_WEBHOOK_LISTEN=f"127.0.0.1:{wl.free_port()}",
@@ -174,14 +172,7 @@ def test_gunicorn_run_directly_refuses_without_credentials(tmp_path):
         COREDNS_ANOMALY_WEBHOOK_METRICS_DIR=str(tmp_path / "m"),
     )
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(conf),
-            "coredns_anomaly.webhook.app:create_app()",
-        ],
+        gunicorn_argv(),
         env=env,
         capture_output=True,
         text=True,
