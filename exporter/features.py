@@ -82,6 +82,11 @@ AGGREGATES: tuple[Aggregate, ...] = (
 
 Values = dict[str, "float | dict[float, float] | None"]
 
+# Every sample name the features read: the exporter parses only these lines of a page.
+NEEDED_NAMES: frozenset[str] = frozenset(
+    {n for a in AGGREGATES for n in a.names} | {"coredns_plugin_enabled"}
+)
+
 
 def aggregate(page: Page) -> Values:
     """Reduce a page to AGGREGATES' sums; None where the page lacks the family."""

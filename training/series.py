@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exporter.bundle import standardize
+
 NORMAL = "normal"
 
 
@@ -109,9 +111,7 @@ class Scaler:
         return cls(mean, scale)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        Z = (X - self.mean) / self.scale
-        Z = np.where(np.isfinite(Z), Z, 0.0)
-        return np.clip(Z, -self.clip, self.clip).astype(np.float32)
+        return standardize(X, self.mean, self.scale, self.clip)
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "clip": self.clip}

@@ -1,0 +1,119 @@
+"""Metrics from a Prometheus-compatible API (Prometheus, Thanos, Mimir) instead of scraping.
+
+For fleets larger than one exporter can scrape: each step is one instant query for every
+family the features read, grouped by instance into pages; at start one range query fills the
+windows, so scores come at once instead of after W steps. Prometheus must scrape CoreDNS at
+(or below) the model's step, or one-step rates are mostly zero; the exporter warns when
+samples stop changing between steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+
+import requests
+
+from .engine import Observation
+from .features import NEEDED_NAMES
+from .page import Page
+from .scrape import HttpOptions
+
+log = logging.getLogger(__name__)
+
+
+class PrometheusSourceError(RuntimeError):
+    pass
+
+
+def selector_query(selector: str) -> str:
+    """`{job="coredns"}` -> one vector selector for every family the features need."""
+    inner = selector.strip()
+    if inner.startswith("{") and inner.endswith("}"):
+        inner = inner[1:-1].strip()
+    elif inner:
+        raise PrometheusSourceError(
+            f'--prometheus-selector must look like {{job="coredns"}}, got {selector!r}'
+        )
+    names = "|".join(sorted(re.escape(n) for n in NEEDED_NAMES))
+    matchers = [f'__name__=~"{names}"'] + ([inner] if inner else [])
+    return "{" + ", ".join(matchers) + "}"
+
+
+class PrometheusSource:
+    def __init__(
+        self, url: str, selector: str, timeout: float, http: HttpOptions | None = None,
+        instance_label: str = "instance",
+    ) -> None:  # fmt: skip
+        self.base = url.rstrip("/")
+        self.query = selector_query(selector)
+        self.timeout, self.http, self.instance_label = (
+            timeout,
+            http or HttpOptions(),
+            instance_label,
+        )
+        self.session = requests.Session()
+        self.http.apply(self.session)
+
+    def _get(self, path: str, params: dict) -> list[dict]:
+        try:
+            r = self.session.post(
+                f"{self.base}{path}", data=params, timeout=self.timeout, verify=self.http.verify
+            )
+        except requests.RequestException as exc:
+            raise PrometheusSourceError(f"Prometheus API at {self.base}: {exc}") from exc
+        try:
+            body = r.json()
+        except ValueError:
+            raise PrometheusSourceError(
+                f"Prometheus API at {self.base}{path}: HTTP {r.status_code}, not JSON (wrong URL?)"
+            ) from None
+        if r.status_code != 200 or body.get("status") != "success":
+            raise PrometheusSourceError(
+                f"Prometheus API {path}: HTTP {r.status_code}: {body.get('error', body)}"
+            )
+        return body["data"]["result"]
+
+    def _pages(self, result: list[dict], pick) -> dict[str, Page]:
+        pages: dict[str, Page] = defaultdict(Page)
+        for series in result:
+            labels = dict(series["metric"])
+            name = labels.pop("__name__", "")
+            inst = labels.get(self.instance_label)
+            if not inst:
+                continue
+            for value in pick(series):
+                pages[inst].add(name, labels, float(value))
+        return pages
+
+    def fetch(self) -> list[Observation]:
+        t0, w0 = time.time(), time.perf_counter()
+        result = self._get("/api/v1/query", {"query": self.query, "time": f"{t0:.3f}"})
+        pages = self._pages(result, lambda s: [s["value"][1]])
+        dur = time.perf_counter() - w0
+        return [Observation(inst, t0, dur, page=p) for inst, p in sorted(pages.items())]
+
+    def history(self, steps: int, step: float) -> list[list[Observation]]:
+        """The last `steps` steps, oldest first, to warm the windows at start."""
+        end = time.time()
+        start = end - (steps - 1) * step
+        result = self._get(
+            "/api/v1/query_range",
+            {
+                "query": self.query,
+                "start": f"{start:.3f}",
+                "end": f"{end:.3f}",
+                "step": f"{step:g}",
+            },
+        )
+        out = []
+        for k in range(steps):
+            ts = start + k * step
+            pages = self._pages(
+                result,
+                lambda s, ts=ts: [v for t, v in s["values"] if abs(float(t) - ts) < step / 2],
+            )
+            out.append([Observation(inst, ts, 0.0, page=p) for inst, p in sorted(pages.items())])
+        return out

@@ -1,0 +1,188 @@
+"""The exporter process: config -> sources -> engine -> /metrics, one step per model step.
+
+Like blackbox_exporter, nothing is hidden: `Exporter.run_step()` is the whole cycle and is what
+the tests and benchmarks drive. The model is watched on disk (and reloaded on SIGHUP); a new
+bundle is validated off the step path and swapped between steps, a bad one is refused while
+the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bundle import Bundle, BundleError, load_bundle
+from .engine import Engine, Observation
+from .promapi import PrometheusSource, PrometheusSourceError
+from .runtime import runtime_name
+from .scrape import HttpOptions, Scraper
+from .targets import TargetSource
+
+log = logging.getLogger("coredns_anomaly.exporter")
+
+
+@dataclass
+class Settings:
+    model: str
+    targets: list[str] = field(default_factory=list)
+    targets_file: str | None = None
+    prometheus_url: str | None = None
+    prometheus_selector: str = '{job="coredns"}'
+    prometheus_instance_label: str = "instance"
+    shard: tuple[int, int] = (0, 1)
+    listen: str = "0.0.0.0:9096"
+    scrape_timeout: float | None = None  # default: 0.75 x the model's step
+    explain_top: int = 3
+    workers: int = 32
+    http: HttpOptions = field(default_factory=HttpOptions)
+
+
+def _stamp(path: Path) -> tuple:
+    out = []
+    for name in ("model.json", "model.tflite"):
+        try:
+            st = (path / name).stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+class Exporter:
+    def __init__(self, settings: Settings, bundle: Bundle | None = None) -> None:
+        self.s = settings
+        self.lock = threading.RLock()
+        self.model_dir = Path(settings.model)
+        self._stamp = _stamp(self.model_dir)
+        bundle = bundle or load_bundle(self.model_dir)  # BundleError -> the CLI exits non-zero
+        self.engine = Engine(bundle, settings.explain_top)
+        self.runtime_name = runtime_name()
+        self.reloads: Counter[str] = Counter()
+        self.last_reload_ok = True
+        self.steps = self.overruns = 0
+        self.last_step_seconds = 0.0
+        self.reload_requested = threading.Event()
+        timeout = settings.scrape_timeout or 0.75 * bundle.step_seconds
+        self.source: TargetSource | None = None
+        self.prom: PrometheusSource | None = None
+        self.scraper: Scraper | None = None
+        if settings.prometheus_url:
+            self.prom = PrometheusSource(
+                settings.prometheus_url, settings.prometheus_selector, timeout, settings.http,
+                settings.prometheus_instance_label,
+            )  # fmt: skip
+        if settings.targets or settings.targets_file:
+            self.source = TargetSource(settings.targets, settings.targets_file, settings.shard)
+            self.scraper = Scraper(timeout, settings.http, settings.workers)
+        if self.prom is None and self.source is None:
+            raise ValueError("nothing to score: give --target, --targets-file or --prometheus-url")
+
+    @property
+    def step_seconds(self) -> float:
+        return self.engine.bundle.step_seconds
+
+    # -- sources ------------------------------------------------------------------
+    def observe(self) -> list[Observation]:
+        obs: list[Observation] = []
+        if self.scraper and self.source:
+            for f in self.scraper.fetch_all(self.source.targets()):
+                obs.append(
+                    Observation(
+                        f.target.instance, f.ts, f.duration, f.text, None, f.reason, f.message
+                    )
+                )
+        if self.prom:
+            try:
+                obs.extend(o for o in self.prom.fetch() if self._owns(o.instance))
+            except PrometheusSourceError as exc:
+                log.error("%s", exc)
+                known = [n for n in self.engine.states if n not in {o.instance for o in obs}]
+                obs.extend(
+                    Observation(n, time.time(), reason="prometheus_api", message=str(exc))
+                    for n in known
+                )
+        return obs
+
+    def _owns(self, instance: str) -> bool:
+        from .shard import owns
+
+        return owns(instance, self.s.shard)
+
+    def warm_up(self) -> None:
+        """With a Prometheus source, fill the windows from history instead of waiting W steps."""
+        if not self.prom:
+            return
+        b = self.engine.bundle
+        try:
+            history = self.prom.history(b.window, b.step_seconds)
+        except PrometheusSourceError as exc:
+            log.warning("no warm start from Prometheus (%s); windows fill live", exc)
+            return
+        with self.lock:
+            for obs in history:
+                self.engine.step([o for o in obs if self._owns(o.instance)])
+
+    # -- the cycle ----------------------------------------------------------------
+    def run_step(self) -> None:
+        t0 = time.perf_counter()
+        self.maybe_reload()
+        obs = self.observe()
+        with self.lock:
+            self.engine.step(obs)
+            self.steps += 1
+            self.last_step_seconds = time.perf_counter() - t0
+        for o in obs:
+            if o.reason and o.message:
+                log.debug("%s: %s: %s", o.instance, o.reason, o.message)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.warm_up()
+        step = self.step_seconds
+        next_t = time.monotonic()
+        while not stop.is_set():
+            self.run_step()
+            next_t += self.step_seconds
+            now = time.monotonic()
+            if now > next_t:  # overran: skip to the next boundary instead of bunching steps
+                self.overruns += 1
+                missed = int((now - next_t) / step) + 1
+                next_t += missed * step
+                log.warning(
+                    "step took %.2fs > the model's step %.2fs", self.last_step_seconds, step
+                )
+            stop.wait(max(0.0, next_t - time.monotonic()))
+
+    # -- hot reload ---------------------------------------------------------------
+    def maybe_reload(self) -> None:
+        stamp = _stamp(self.model_dir)
+        if stamp == self._stamp and not self.reload_requested.is_set():
+            return
+        self.reload_requested.clear()
+        self._stamp = stamp
+        try:
+            bundle = load_bundle(self.model_dir)
+            runtime = bundle.runtime()
+        except BundleError as exc:
+            self.reloads["failure"] += 1
+            self.last_reload_ok = False
+            log.error(
+                "model reload refused, still serving sha256 %s: %s",
+                self.engine.bundle.sha256[:12],
+                exc,
+            )
+            return
+        if bundle.sha256 == self.engine.bundle.sha256 and self.last_reload_ok:
+            return  # touched, not changed
+        with self.lock:
+            self.engine.swap(bundle, runtime)
+        self.reloads["success"] += 1
+        self.last_reload_ok = True
+        log.info("model reloaded: %s %s sha256 %s", bundle.kind, bundle.version, bundle.sha256[:12])
+
+    def close(self) -> None:
+        if self.scraper:
+            self.scraper.close()
