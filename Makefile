@@ -8,15 +8,18 @@ CLI := .venv/bin/coredns-anomaly
 setup:
 	@bash scripts/bootstrap.sh
 
-# For now the main job is a short lab run that ends with a plot; it grows into the full loop.
+# The whole loop on loopback: lab CoreDNS, exporter, Prometheus + generated rules,
+# Alertmanager, webhook; faults, a printed timeline, runs/demo/report.md (~3.5 minutes).
 demo: setup
-	$(CLI) lab record --preset demo --out runs/demo --plot runs/demo/timeline.png
+	$(CLI) demo --out runs/demo
 
-test: setup
+test: setup venv-tflite
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	$(PY) -m pytest -m "not integration" -q
 	$(PY) -m pytest -m integration -q
+	# The exporter again, on tflite-runtime 2.14 instead of LiteRT (no TensorFlow in that venv).
+	.venv-tflite/bin/python -m pytest tests/exporter tests/deploy/test_deploy_interpreters.py -q -p no:cacheprovider
 
 test-fast: setup
 	$(PY) -m pytest -m "not integration" -q
@@ -31,3 +34,22 @@ format:
 dataset: setup
 	$(CLI) lab record --preset shipped --out data/lab-v1
 	$(CLI) lab record --preset shipped --seed 2027 --out data/lab-v2
+
+# The exporter on tflite-runtime 2.14 (numpy<2, Python <= 3.11): CI runs the exporter tests on
+# both interpreters. Idempotent (stamp in the venv); PYTHON=python3.11 picks the interpreter.
+.PHONY: venv-tflite
+venv-tflite:
+	@bash scripts/install-runtime.sh --tflite-runtime --editable --test-deps --venv .venv-tflite
+
+# The committed generated rules (docs/rules.md): alerts from the shipped bundle, classic rules
+# learned from the shipped datasets and scored on their test split (real Prometheus, ~1.5 min),
+# their promtool tests, PrometheusRule manifests and docs/runbooks.md. The Kubernetes copy uses
+# the jobs the Operator derives from Service names (exporter Service, kube-dns).
+.PHONY: rules
+rules:
+	$(CLI) rules generate --model models/default --out rules/generated
+	$(CLI) rules generate --model models/default --out rules/generated/kubernetes \
+		--job coredns-anomaly-exporter --coredns-job kube-dns --manifest deploy/kubernetes/prometheusrule.yaml
+	$(CLI) rules classic --dataset data/lab-v1 --dataset data/lab-v2 --out rules/generated/classic --evaluate
+	$(CLI) rules classic --thresholds rules/generated/classic/thresholds.json --out rules/generated/classic --legacy-names
+	$(CLI) rules runbooks --out docs/runbooks.md

@@ -19,6 +19,7 @@ ROLE_CLIS = (
     "coredns_anomaly.exporter.cli",
     "coredns_anomaly.rules.cli",
     "coredns_anomaly.webhook.cli",
+    "coredns_anomaly.loop.cli",
 )
 
 
