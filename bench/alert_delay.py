@@ -74,7 +74,7 @@ def main() -> None:
     plan = [(c, round(rng.uniform(0.5, 1.0), 2)) for c in classes for _ in range(args.episodes)]
     rng.shuffle(plan)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    ours = anomaly_rule_file(ROOT / "models/default", args.workdir / "coredns-anomaly.rules.yml")
+    ours = anomaly_rule_file(ROOT / "models/default", args.workdir / "rules")
     rule_files = [ours, ROOT / "rules/coredns_mixin.yml"]
     t0 = time.time()
     print(
@@ -111,10 +111,12 @@ def main() -> None:
             "ours_detected": len(got), "ours_median_s": statistics.median(got) if got else None,
             "mixin_detected": len(mx), "mixin_median_s": statistics.median(mx) if mx else None,
         }  # fmt: skip
+    meta = json.loads((ROOT / "models/default/model.json").read_text())
     fa_ours = ours_false_alarms(rec.samples, episodes, args.gap)
     fa_mixin = mixin_false_alarms(rec.samples, episodes, args.gap)
     res = {
         "settings": vars(args) | {"workdir": str(args.workdir), "out": str(args.out), "plot": str(args.plot)},
+        "model": {k: meta[k] for k in ("model_kind", "window", "sha256", "decision_debounce_steps")},
         "run_hours": run_hours, "per_class": per_class, "episodes": rows,
         "false_alarms": {"ours": len(fa_ours), "mixin": len(fa_mixin), "ours_detail": fa_ours, "mixin_detail": fa_mixin},
         "control_instance": control, "loadavg": Path("/proc/loadavg").read_text().split()[:3],

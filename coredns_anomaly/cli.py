@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             # A role that is not installed (or not written yet) simply has no subcommands.
-            if exc.name and exc.name.startswith(name):
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
                 continue
             raise
         module.register(sub)

@@ -105,6 +105,8 @@ class Engine:
         t0 = time.perf_counter()
         seen = set()
         for ob in observations:
+            if ob.instance in seen:  # two sources name one instance: the first wins this step
+                continue
             seen.add(ob.instance)
             st = self.states.get(ob.instance)
             if st is None:

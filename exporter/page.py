@@ -69,23 +69,21 @@ def parse_page(text: str) -> Page:
 _VALUE = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'  # a quoted label value, escapes unrolled for speed
 _LINE = re.compile(
     r"(?P<labels>\{(?:[a-zA-Z_][a-zA-Z0-9_]*=" + _VALUE + r",?)*\})?"
-    r"[ \t]+(?P<value>\S+)(?:[ \t]+-?[0-9]+)?[ \t]*$"
+    r"[ \t]+(?P<value>[^{\s]\S*)(?:[ \t]+-?[0-9]+)?[ \t]*$"
 )
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\\n]*(?:\\.[^"\\\n]*)*)"')
+# The text format lets blanks separate any two tokens (Go's parser and prometheus-client read
+# `name {a="b", c="d"}1`); Go clients never write them, so this slower form is the fallback.
+_LINE_BLANKS = re.compile(
+    r"[ \t]*(?:(?P<labels>\{[ \t]*(?:[a-zA-Z_][a-zA-Z0-9_]*[ \t]*=[ \t]*"
+    + _VALUE
+    + r"[ \t]*,?[ \t]*)*\})[ \t]*|[ \t]+)"
+    r"(?P<value>\S+)(?:[ \t]+-?[0-9]+)?[ \t]*$"
+)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"')
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE = re.compile(r"\\[\\\"n]")
 
 
-def _scanner(want: frozenset[str]) -> re.Pattern:
-    """A regex that finds the needed sample lines, so unneeded lines are skipped in C."""
-    pat = _SCANNERS.get(want)
-    if pat is None:
-        alts = "|".join(sorted(map(re.escape, want), key=len, reverse=True))
-        pat = _SCANNERS[want] = re.compile(rf"^({alts})(?=[{{ \t\r\n]|$)", re.M)
-    return pat
-
-
-_SCANNERS: dict[frozenset[str], re.Pattern] = {}
 # Label sets repeat from scrape to scrape (and across a fleet): parse each text once.
 # The dicts are shared, so Page users must treat labels as read-only.
 _LABEL_CACHE: dict[str, Labels] = {}
@@ -118,15 +116,21 @@ def parse_needed(text: str, names: Iterable[str] | frozenset[str]) -> Page:
     want = names if isinstance(names, frozenset) else frozenset(names)
     page = Page()
     seen = 0
-    for hit in _scanner(want).finditer(text):
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line or line[0] == "#":
+            continue
+        # The name ends at the first "{", blank or tab: three C-level finds beat a regex here.
+        end = len(line)
+        for sep in "{ \t":
+            k = line.find(sep, 0, end)
+            if k >= 0:
+                end = k
+        name = line[:end]
+        if name not in want:
+            continue
         seen += 1
-        name, start = hit.group(1), hit.end()
-        stop = text.find("\n", start)
-        line_end = len(text) if stop < 0 else stop
-        m = _LINE.match(text, start, line_end)
+        m = _LINE.match(line, end) or _LINE_BLANKS.match(line, end)
         if m is None:
-            lineno = text.count("\n", 0, hit.start()) + 1
-            line = text[hit.start() : line_end]
             raise PageError(f"malformed exposition text: line {lineno}: {line[:120]!r}")
         lab = m.group("labels")
         labels = _labels(lab, f"in {name}{lab[:80]}") if lab else {}
@@ -134,7 +138,7 @@ def parse_needed(text: str, names: Iterable[str] | frozenset[str]) -> Page:
             value = float(m.group("value"))
         except ValueError:
             raise PageError(
-                f"malformed exposition text: {name}: bad value {m.group('value')!r}"
+                f"malformed exposition text: line {lineno}: bad value {m.group('value')!r}"
             ) from None
         page.add(name, labels, value)
     if not seen:

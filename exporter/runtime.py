@@ -47,11 +47,49 @@ def runtime_name() -> str:
         return pkg
 
 
+_PROBED: set[str] = set()
+
+
+def probe_in_child(flat: bytes, pkg: str) -> None:
+    """Load the model in a child process first when the interpreter does not verify its input.
+
+    tflite-runtime 2.14 does not verify flatbuffers: a corrupt model.tflite (say, truncated,
+    with a model.json written to match) kills the process with SIGSEGV. A crash in a child
+    becomes a refused bundle instead. LiteRT verifies the buffer, so it is loaded in-process.
+    """
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+
+    digest = hashlib.sha256(flat).hexdigest()
+    if pkg != "tflite-runtime" or digest in _PROBED:
+        return
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(flat)
+        f.flush()
+        code = (
+            "import sys; from tflite_runtime.interpreter import Interpreter; "
+            "Interpreter(model_path=sys.argv[1]).allocate_tensors()"
+        )
+        res = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True)
+    if res.returncode != 0:
+        if res.returncode < 0:
+            raise RuntimeLoadError(
+                f"not a loadable TFLite model: loading it crashed the interpreter "
+                f"(signal {-res.returncode}); the file is corrupt or truncated"
+            )
+        last = (res.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise RuntimeLoadError(f"not a loadable TFLite model: {last[:300]}")
+    _PROBED.add(digest)
+
+
 class Runtime:
     """A loaded model: `run(Z)` maps (n, W, F) float32 windows to the signature's outputs."""
 
     def __init__(self, flat: bytes, window: int, n_features: int, num_threads: int = 1) -> None:
-        Interpreter, _ = interpreter_class()
+        Interpreter, pkg = interpreter_class()
+        probe_in_child(flat, pkg)
         try:
             self.it = Interpreter(model_content=flat, num_threads=num_threads)
             sig = self.it.get_signature_runner(SIGNATURE)

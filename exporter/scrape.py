@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
+import urllib3
 
 from .page import MAX_PAGE_BYTES
 from .targets import Target
@@ -89,7 +90,15 @@ class Scraper:
                 if r.status_code != 200:
                     return done(reason="http_status", message=f"HTTP {r.status_code}")
                 chunks, size = [], 0
-                for chunk in r.iter_content(65536):
+                # read1 returns after one socket read, so the deadline also holds against a
+                # server that dribbles a body (iter_content blocks until 64 KiB or the end).
+                read1 = getattr(r.raw, "read1", None)  # urllib3 >= 2
+                it = (
+                    iter(lambda: read1(65536, decode_content=True), b"")
+                    if read1
+                    else r.iter_content(65536)
+                )
+                for chunk in it:
                     size += len(chunk)
                     if size > self.max_bytes:
                         return done(reason="too_large", message=f"page over {self.max_bytes} bytes")
@@ -97,9 +106,9 @@ class Scraper:
                         return done(reason="timeout", message=f"slower than {self.timeout}s")
                     chunks.append(chunk)
                 text = b"".join(chunks).decode(r.encoding or "utf-8", errors="replace")
-        except requests.Timeout:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
             return done(reason="timeout", message=f"no answer within {self.timeout}s")
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             return done(reason="connection", message=str(exc)[:300])
         return done(text=text)
 

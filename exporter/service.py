@@ -23,6 +23,7 @@ from .scrape import HttpOptions, Scraper
 from .targets import TargetSource
 
 log = logging.getLogger("coredns_anomaly.exporter")
+ABSENT_STEPS = 150  # ~5 minutes at a 2 s step, like Prometheus' staleness
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Exporter:
         self.steps = self.overruns = 0
         self.last_step_seconds = 0.0
         self.reload_requested = threading.Event()
+        self._absent_since: dict[str, float] = {}
         timeout = settings.scrape_timeout or 0.75 * bundle.step_seconds
         self.source: TargetSource | None = None
         self.prom: PrometheusSource | None = None
@@ -96,15 +98,26 @@ class Exporter:
                     )
                 )
         if self.prom:
+            got = {o.instance for o in obs}
             try:
-                obs.extend(o for o in self.prom.fetch() if self._owns(o.instance))
+                fresh = [o for o in self.prom.fetch() if self._owns(o.instance)]
+                reason, message = "absent", "no samples for this instance in Prometheus"
             except PrometheusSourceError as exc:
                 log.error("%s", exc)
-                known = [n for n in self.engine.states if n not in {o.instance for o in obs}]
-                obs.extend(
-                    Observation(n, time.time(), reason="prometheus_api", message=str(exc))
-                    for n in known
-                )
+                fresh, reason, message = [], "prometheus_api", str(exc)
+            obs.extend(fresh)
+            got |= {o.instance for o in fresh}
+            now = time.time()
+            for o in fresh:
+                self._absent_since.pop(o.instance, None)
+            # An instance that vanished from Prometheus is down (up=0, no score), not deleted,
+            # until it has been gone for ABSENT_STEPS steps (it left the fleet).
+            for name in list(self.engine.states):
+                if name in got:
+                    continue
+                since = self._absent_since.setdefault(name, now)
+                if now - since <= ABSENT_STEPS * self.step_seconds:
+                    obs.append(Observation(name, now, reason=reason, message=message))
         return obs
 
     def _owns(self, instance: str) -> bool:
@@ -159,7 +172,8 @@ class Exporter:
     # -- hot reload ---------------------------------------------------------------
     def maybe_reload(self) -> None:
         stamp = _stamp(self.model_dir)
-        if stamp == self._stamp and not self.reload_requested.is_set():
+        forced = self.reload_requested.is_set()  # SIGHUP
+        if stamp == self._stamp and not forced:
             return
         self.reload_requested.clear()
         self._stamp = stamp
@@ -175,7 +189,11 @@ class Exporter:
                 exc,
             )
             return
-        if bundle.sha256 == self.engine.bundle.sha256 and self.last_reload_ok:
+        # sha256 covers model.tflite only: a new threshold or scaler is a new bundle too
+        old = self.engine.bundle
+        if bundle.sha256 == old.sha256 and bundle.meta == old.meta and self.last_reload_ok:
+            if forced:  # asked for and done, nothing new to swap in
+                self.reloads["success"] += 1
             return  # touched, not changed
         with self.lock:
             self.engine.swap(bundle, runtime)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +37,13 @@ class DemoSettings:
     calm: float = 10.0  # healthy seconds after warm-up before the first fault
 
 
-def anomaly_rule_file(model: Path, out: Path) -> Path:
-    """The rules generated from the bundle, as `coredns-anomaly rules generate` writes them."""
-    from coredns_anomaly.rules.anomaly import Options, groups
-    from coredns_anomaly.rules.model import load_model_facts
-    from coredns_anomaly.rules.render import dump
-
-    out.write_text(dump({"groups": groups(load_model_facts(model), Options())}))
-    return out
+def anomaly_rule_file(model: Path, out_dir: Path) -> Path:
+    """The rules generated from the bundle by the real `coredns-anomaly rules generate`."""
+    subprocess.run(
+        [sys.executable, "-m", "coredns_anomaly", "rules", "generate", "--model", str(model), "--out", str(out_dir)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return out_dir / "coredns-anomaly.rules.yml"
 
 
 def wait_scored(stack: Stack, timeout: float) -> None:
@@ -57,7 +58,7 @@ def wait_scored(stack: Stack, timeout: float) -> None:
 
 def run_demo(s: DemoSettings, say=print) -> dict:
     s.workdir.mkdir(parents=True, exist_ok=True)
-    rules = anomaly_rule_file(s.model, s.workdir / "coredns-anomaly.rules.yml")
+    rules = anomaly_rule_file(s.model, s.workdir / "rules")
     t0 = time.time()
     say(
         f"starting the loop in {s.workdir} (lab CoreDNS x2, exporter, Prometheus, Alertmanager, webhook)"

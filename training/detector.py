@@ -350,7 +350,7 @@ class AnomalyDetector:
         # Every decision rule is reported; the one with the best validation F1 is used.
         rules: dict[str, tuple[str, float]] = {}
         if self.kind == "autoencoder":
-            for mode in ("reconstruction", "latent"):
+            for mode in ("reconstruction", "mse", "latent"):
                 rules[f"{mode}_val_f1"] = (
                     mode,
                     best_f1_threshold(self.raw_scores(mode, va.X), va.y),
@@ -391,7 +391,8 @@ class AnomalyDetector:
         if self._serving is None:
             self._serving = models.build_serving(
                 self.kind, self._main if self.kind != "siamese" else self._embed, self._embed,
-                self.center, self.anom_center, use_latent=self.ae_score == "latent",
+                self.center, self.anom_center,
+                score_mode=self.ae_score if self.kind == "autoencoder" else "reconstruction",
             )  # fmt: skip
         return self._serving
 

@@ -51,20 +51,27 @@ def binary_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 def debounce(pred: np.ndarray, k: int) -> np.ndarray:
     """True from the k-th consecutive positive on (a rule's `for:` of k-1 steps)."""
+    pred = np.asarray(pred, bool)
     if k <= 1:
         return pred.copy()
-    out = np.zeros_like(pred)
-    run = 0
-    for i, p in enumerate(pred):
-        run = run + 1 if p else 0
-        out[i] = run >= k
-    return out
+    c = np.cumsum(pred)
+    run = c - np.maximum.accumulate(np.where(pred, 0, c))  # positives since the last negative
+    return run >= k
+
+
+SEGMENT_GAP_SECONDS = 60.0  # as series.episodes: a longer gap starts a new timeline
 
 
 def _groups(instances: np.ndarray, times: np.ndarray):
+    """Each instance's windows in time order, cut where time jumps by more than a minute:
+    two recordings (datasets) may reuse instance names, and an alarm or a debounce run must
+    not carry from the end of one into the start of the next."""
     for inst in np.unique(instances):
         idx = np.flatnonzero(instances == inst)
-        yield inst, idx[np.argsort(times[idx])]
+        idx = idx[np.argsort(times[idx], kind="stable")]
+        cuts = np.flatnonzero(np.diff(times[idx]) > SEGMENT_GAP_SECONDS) + 1
+        for part in np.split(idx, cuts):
+            yield inst, part
 
 
 def evaluate_decisions(
@@ -111,6 +118,30 @@ def evaluate_decisions(
     out["normal_hours"] = normal_hours
     out["false_alarms_per_hour"] = false_alarms / normal_hours if normal_hours else None
     return out
+
+
+class FalseAlarmCounter:
+    """False alarms only, fast, for searching thresholds x debounces over many windows."""
+
+    def __init__(
+        self, times: np.ndarray, instances: np.ndarray, labels: np.ndarray, step: float,
+        grace_steps: int = 5,
+    ) -> None:  # fmt: skip
+        self.parts = []
+        for _inst, idx in _groups(instances, times):
+            covered = np.zeros(len(idx), bool)
+            for _cls, i, j in episodes(labels[idx], times[idx]):
+                covered[i : min(len(idx), j + grace_steps)] = True
+            self.parts.append((idx, covered))
+        self.normal_hours = float((labels == NORMAL).sum()) * step / 3600
+
+    def count(self, alarm: np.ndarray, k: int = 1) -> int:
+        n = 0
+        for idx, covered in self.parts:
+            a = debounce(alarm[idx], k)
+            starts = a & ~np.concatenate([[False], a[:-1]])
+            n += int((starts & ~covered).sum())
+        return n
 
 
 def evaluate_predictions(pred, step: float, debounce_k: int = 1) -> dict[str, Any]:

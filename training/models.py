@@ -81,6 +81,12 @@ def build_siamese_pair_model(encoder: keras.Model) -> keras.Model:
 
 
 RECENT_STEPS = 2
+# Autoencoder scores: "reconstruction" is the mean over features of log1p(recent squared error)
+# (every feature counts about equally, so one badly reconstructed feature is diluted 1/F);
+# "mse" is log1p of the mean recent squared error (ranks like PCA's reconstruction error: a
+# large deviation of a few features dominates); "latent" is log1p of the latent distance to
+# the normal centre.
+AE_SCORES = ("reconstruction", "mse", "latent")
 
 
 class _Serving(layers.Layer):
@@ -92,12 +98,14 @@ class _Serving(layers.Layer):
         kind: str,
         center: np.ndarray,
         anom_center: np.ndarray | None = None,
-        use_latent: bool = False,
+        score_mode: str = "reconstruction",
         **kw,
     ):
         super().__init__(**kw)
+        if score_mode not in AE_SCORES:
+            raise ValueError(f"score_mode must be one of {AE_SCORES}, not {score_mode!r}")
         self.kind = kind
-        self.use_latent = use_latent
+        self.score_mode = score_mode
         self.center = ops.convert_to_tensor(np.asarray(center, np.float32))
         self.anom_center = (
             None
@@ -114,10 +122,15 @@ class _Serving(layers.Layer):
         if self.kind == "autoencoder":
             # Error of the most recent steps: the window's old steps are context, and an
             # anomaly that just began must not be averaged away over W steps.
-            recent = ops.square(window - main_out)[:, -RECENT_STEPS:, :]
-            err = ops.log1p(ops.mean(recent, axis=1))  # (B, F)
-            dist = ops.sqrt(ops.sum(ops.square(emb - self.center), axis=-1) + 1e-12)
-            score = ops.log1p(dist) if self.use_latent else ops.mean(err, axis=-1)
+            recent = ops.mean(ops.square(window - main_out)[:, -RECENT_STEPS:, :], axis=1)
+            err = ops.log1p(recent)  # (B, F)
+            if self.score_mode == "latent":
+                dist = ops.sqrt(ops.sum(ops.square(emb - self.center), axis=-1) + 1e-12)
+                score = ops.log1p(dist)
+            elif self.score_mode == "mse":
+                score = ops.log1p(ops.mean(recent, axis=-1))
+            else:
+                score = ops.mean(err, axis=-1)
             return score, emb, err
         if self.kind == "classifier":
             return ops.reshape(main_out, (-1,)), emb, last
@@ -127,12 +140,18 @@ class _Serving(layers.Layer):
 
 
 def build_serving(
-    kind: str, main: keras.Model, embed: keras.Model, center, anom_center=None, use_latent=False
+    kind: str,
+    main: keras.Model,
+    embed: keras.Model,
+    center,
+    anom_center=None,
+    score_mode: str = "reconstruction",
 ) -> keras.Model:
+    """`score_mode` (one of AE_SCORES) matters for the autoencoder only."""
     inp = keras.Input(main.input_shape[1:], name="window")
     main_out = main(inp) if kind != "siamese" else embed(inp)
     emb = embed(inp)
-    score, e, contrib = _Serving(kind, center, anom_center, use_latent, name="serving")(
+    score, e, contrib = _Serving(kind, center, anom_center, score_mode, name="serving")(
         inp, main_out, emb
     )
     return keras.Model(

@@ -34,6 +34,75 @@ def _row(name: str, r: dict[str, Any], step: float) -> str:
     )
 
 
+def poisson_upper(n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound on a Poisson mean after observing n events."""
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(confidence, 2 * (n + 1)) / 2)
+
+
+def false_alarm_statement(r: dict[str, Any]) -> list[str]:
+    """What the measured false alarms say about the rate, and what they cannot say."""
+    h, n = r["normal_hours"], r["false_alarms"]
+    if not h:
+        return ["No normal traffic in the test split: no false-alarm rate."]
+    up = poisson_upper(n)
+    need = poisson_upper(0) * 24  # hours of alarm-free traffic to show <= 1 per 24 h at 95%
+    return [
+        f"Normal traffic in the test split: {h:.2f} h; the chosen model raised {n} false "
+        f"alarm(s), {n / h:.2f} per hour ({24 * n / h:.1f} per 24 h). At 95% confidence the "
+        f"rate is below {up / h:.2f} per hour ({24 * up / h:.0f} per 24 h; Poisson, {up:.2f} "
+        f"events in {h:.2f} h). The target (<= 1 per 24 h) cannot be verified on this data: "
+        f"even with no false alarm it needs about {need:.0f} h of normal traffic."
+    ]
+
+
+TARGETS = {  # the issue's numeric targets on the test split
+    "f1": 0.9,
+    "seen_recall": 0.95,
+    "held_out_recall": 0.85,
+    "false_alarms_per_24h": 1.0,
+    "median_delay_steps": 3.0,
+    "train_seconds": 600.0,
+}
+
+
+def _targets(results: dict[str, Any], chosen: str) -> list[str]:
+    m = results["models"][chosen]
+    sv = m.get("seen_vs_held_out", {})
+    per_h = m.get("false_alarms_per_hour")
+    base_f1 = {k: v["pointwise"]["f1"] for k, v in results["baselines"].items()}
+    rows = [
+        ("point-wise F1", f">= {TARGETS['f1']}", m["pointwise"]["f1"],
+         m["pointwise"]["f1"] >= TARGETS["f1"]),
+        ("episode recall, seen classes", f">= {TARGETS['seen_recall']}",
+         sv.get("seen", {}).get("recall_episode"),
+         (sv.get("seen", {}).get("recall_episode") or 0) >= TARGETS["seen_recall"]),
+        ("episode recall, held-out classes", f">= {TARGETS['held_out_recall']}",
+         sv.get("held_out", {}).get("recall_episode"),
+         (sv.get("held_out", {}).get("recall_episode") or 0) >= TARGETS["held_out_recall"]),
+        ("false alarms per 24 h", f"<= {TARGETS['false_alarms_per_24h']:.0f}",
+         None if per_h is None else 24 * per_h,
+         None if per_h is None or per_h * 24 > TARGETS["false_alarms_per_24h"] else "measured yes, not verifiable"),
+        ("median detection delay, steps", f"<= {TARGETS['median_delay_steps']:.0f}",
+         m.get("median_delay_steps"),
+         m.get("median_delay_steps") is not None
+         and m["median_delay_steps"] <= TARGETS["median_delay_steps"]),
+        *[(f"F1 above baseline {k}", f"> {_fmt(v)}", m["pointwise"]["f1"], m["pointwise"]["f1"] > v)
+          for k, v in base_f1.items()],
+        ("training wall time, s (all models, incl. evaluation)", f"<= {TARGETS['train_seconds']:.0f}",
+         results["train_seconds"], results["train_seconds"] <= TARGETS["train_seconds"]),
+    ]  # fmt: skip
+    out = ["## Targets (issue 3), chosen model on test", "",
+           "| target | wanted | measured | met |", "|---|---|---|---|"]  # fmt: skip
+    for name, want, got, ok in rows:
+        verdict = ok if isinstance(ok, str) else ("yes" if ok else "**no**")
+        if ok is None:
+            verdict = "**no**"
+        out.append(f"| {name} | {want} | {_fmt(got)} | {verdict} |")
+    return out + [""]
+
+
 def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
     out_dir = Path(out_dir)
     img = out_dir / "results"
@@ -66,7 +135,8 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
         lines.append(_row(kind + (" (chosen)" if kind == chosen else ""), r, step))
     for name, r in results["baselines"].items():
         lines.append(_row(f"baseline: {name}", r, step))
-    lines += ["", f"Normal traffic in the test split: {m['normal_hours']:.2f} h.", ""]
+    lines += ["", *false_alarm_statement(m), ""]
+    lines += _targets(results, chosen)
     lines += [
         "## Per class, chosen model",
         "",
@@ -97,7 +167,14 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
             lines.append(f"| {cls} | " + " | ".join(str(row.get(c, 0)) for c in cols) + " |")
     lines += [
         "",
-        "## Decision rules (every rule reported; the best validation F1 is used)",
+        "## Decision rules (every rule reported)",
+        "",
+        "`val_f1`-style rules: the threshold with the best validation F1, no debounce. "
+        "`val_targets_debounced` (used when present): threshold and debounce (2 to 4 steps) "
+        "searched together on validation, the settings missing fewest checkable targets (no "
+        "false alarm on validation and training traffic, median delay "
+        "<= 3 steps, seen-class episode recall >= 0.95) first, then the objective. Test columns "
+        "apply each rule with the model's chosen debounce.",
         "",
         "| model | rule | threshold | val F1 | test F1 | test episode recall | test false alarms |",
         "|---|---|---|---|---|---|---|",
@@ -121,12 +198,21 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
         "",
         "## Search (validation split)",
         "",
-        "| model | window | filters | debounce | objective | val F1 | val episode recall | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "Each candidate's threshold and debounce are chosen together; candidates are compared on "
+        "the same validation steps (those the longest window can score). Checkable targets: "
+        "no false alarm in validation and in the training split's normal traffic (the target "
+        "allows none in a few hours), median delay <= 3 steps, seen-class episode recall >= 0.95. "
+        "Candidates missing fewest of them win, then the best objective (mean of F1, seen and "
+        "validation-novel episode recall, minus 0.02 per validation false alarm).",
+        "",
+        "| model | window | filters | debounce | objective | val F1 | val episode recall | val median delay | false alarms: val / training traffic | checkable targets missed | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["search"]:
         lines.append(
-            f"| {s['kind']} | {s['window']} | {s['filters']} | {s['debounce']} | {s['objective']:.3f} | {s['val_f1']:.3f} | {s['val_episode_recall']:.3f} | {s['seconds']:.0f} |"
+            f"| {s['kind']} | {s['window']} | {s['filters']} | {s['debounce']} | {s['objective']:.3f} | {s['val_f1']:.3f} | {s['val_episode_recall']:.3f} | "
+            f"{_fmt(s.get('val_median_delay_steps'), 1)} | {s.get('val_false_alarms', 'n/a')} in {_fmt(s.get('val_normal_hours'), 2)} h / {_fmt(s.get('train_false_alarms'))} in {_fmt(s.get('train_normal_hours'), 2)} h | "
+            f"{', '.join(s.get('targets_missed', [])) or 'none'} | {s['seconds']:.0f} |"
         )
     lines += [
         "",

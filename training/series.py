@@ -72,6 +72,7 @@ class Windows:
             self.times[mask],
             self.instances[mask],
             self.sources[mask],
+            self.pure[mask] if len(self.pure) == len(self) else self.pure,
         )
 
     @staticmethod

@@ -56,3 +56,18 @@ def test_unknown_kind_and_odd_window_are_refused():
         AnomalyDetector("transformer")
     with pytest.raises(ValueError, match="even number"):
         AnomalyDetector(window=7)
+
+
+def test_autoencoder_mse_score_exports_within_1e_5(series_pair, make_series, tmp_path):
+    train, val = series_pair
+    det = AnomalyDetector("autoencoder", window=8, filters=16).train(5, 64, train, validation=val)
+    assert {"reconstruction_val_f1", "mse_val_f1", "latent_val_f1"} <= set(det.threshold_rules)
+    X = det.windows([make_series("f", seed=6, steps=200)]).X
+    mse = det.raw_scores("mse", X)
+    recon = det._main.predict(X, verbose=0)
+    expected = np.log1p(np.mean((X - recon)[:, -2:, :] ** 2, axis=(1, 2)))
+    assert np.allclose(mse, expected, atol=1e-5)
+    det.ae_score, det._serving = "mse", None
+    meta = json.loads((det.export(tmp_path / "b", sample=X[:64]) / "model.json").read_text())
+    assert meta["decision"]["ae_score"] == "mse"
+    assert meta["export_check"]["max_abs_diff"]["batch_resized"] <= 1e-5

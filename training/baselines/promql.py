@@ -171,9 +171,11 @@ def _prometheus(binary: str, tsdb: Path, wd: Path) -> Iterator[str]:
         processes.stop(proc)
 
 
-def _query_range(session: Any, base: str, expr: str, start: float, n: int, step: float):
-    """Per result series (labels as a sorted tuple), which of the n steps returned it."""
-    present: dict[tuple[tuple[str, str], ...], np.ndarray] = {}
+def query_range_series(
+    session: Any, base: str, expr: str, start: float, n: int, step: float
+) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    """Each result series of `expr` on the n-step grid from `start`: (labels, grid indices,
+    values), asked in chunks under Prometheus' points-per-query limit."""
     for c in range(0, n, MAX_POINTS):
         m = min(MAX_POINTS, n - c)
         params = {
@@ -190,11 +192,17 @@ def _query_range(session: Any, base: str, expr: str, start: float, n: int, step:
         if resp.status_code != 200 or body.get("status") != "success":
             raise RuntimeError(f"Prometheus refused {expr!r}: {body.get('error', resp.text[:500])}")
         for s in body["data"]["result"]:
-            key = tuple(sorted(s["metric"].items()))
-            arr = present.setdefault(key, np.zeros(n, dtype=bool))
-            ts = np.array([float(v[0]) for v in s["values"]])
-            idx = np.rint((ts - start) / step).astype(int)
-            arr[idx[(idx >= 0) & (idx < n)]] = True
+            tv = np.array([[float(t), float(v)] for t, v in s["values"]]).reshape(-1, 2)
+            idx = np.rint((tv[:, 0] - start) / step).astype(int)
+            ok = (idx >= 0) & (idx < n)
+            yield s["metric"], idx[ok], tv[ok, 1]
+
+
+def _query_range(session: Any, base: str, expr: str, start: float, n: int, step: float):
+    """Per result series (labels as a sorted tuple), which of the n steps returned it."""
+    present: dict[tuple[tuple[str, str], ...], np.ndarray] = {}
+    for labels, idx, _ in query_range_series(session, base, expr, start, n, step):
+        present.setdefault(tuple(sorted(labels.items())), np.zeros(n, dtype=bool))[idx] = True
     return present
 
 
