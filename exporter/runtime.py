@@ -125,7 +125,8 @@ class Runtime:
             self.batch = n
         self.it.set_tensor(self.input_index, np.ascontiguousarray(Z, dtype=np.float32))
         self.it.invoke()
-        return {k: self.it.get_tensor(i).copy() for k, i in self.output_index.items()}
+        # get_tensor returns a copy (both runtimes), safe past the next invoke.
+        return {k: self.it.get_tensor(i) for k, i in self.output_index.items()}
 
     def check(self) -> None:
         """One invoke on a neutral window: a model that cannot run is refused at load."""
