@@ -240,14 +240,16 @@ def test_page_escapes_payload_text_and_drops_script_links(client, post):
 
 def test_mark_verdict_and_export(client, post):
     post(payload(alert("a", status="resolved", ends_at="2026-11-22T01:30:00Z")))
-    html = client.get("/alerts?verdict=none", headers=BASIC).get_data(as_text=True)
+    html = client.get("/alerts?verdict=none&since=all", headers=BASIC).get_data(as_text=True)
     form = _form(html, "a")
     r = client.post(
         "/alerts/verdict",
         data={**form, "verdict": "anomaly", "class": "upstream_latency", "comment": "confirmed"},
         headers=BASIC,
     )
-    assert r.status_code == 303 and r.headers["Location"].startswith("/alerts?verdict=none#a-a-")
+    assert r.status_code == 303 and r.headers["Location"].startswith(
+        "/alerts?verdict=none&since=all#a-a-"
+    )
     export = client.get("/labels", headers=BASIC)
     assert export.content_type.startswith("text/csv")
     (rec,) = read_label_file(io.StringIO(export.get_data(as_text=True)))
