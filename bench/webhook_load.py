@@ -264,6 +264,10 @@ class Server:
     def workers(self) -> list[int]:
         return children(self.proc.pid)
 
+    @property
+    def expected_workers(self) -> int:
+        return int(self.args[self.args.index("--workers") + 1])
+
     def stop(self, timeout: float = 15) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -387,7 +391,8 @@ def wait_ready(server: Server, timeout: float) -> None:
             )
         try:
             with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as r:
-                if r.status == 200 and len(server.workers()) >= 1:
+                # every worker booted, so a test can tell a restarted worker from a late one
+                if r.status == 200 and len(server.workers()) >= server.expected_workers:
                     return
         except OSError:
             pass

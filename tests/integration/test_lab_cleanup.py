@@ -48,6 +48,9 @@ def test_ctrl_c_of_lab_record_stops_coredns(tmp_path):
     proc = subprocess.Popen(
         [str(cli), "lab", "record", "--preset", "demo", "--out", str(tmp_path / "ds"), "--workdir", str(tmp_path / "w")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A shell that runs the suite in the background ignores SIGINT, and children inherit
+        # that (so Python installs no KeyboardInterrupt handler): restore what a terminal gives.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     kids: list[int] = []
