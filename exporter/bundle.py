@@ -81,11 +81,25 @@ class Bundle:
         return [self.type_names[i] for i in d.argmin(axis=1)]
 
 
-def _need(meta: dict, dotted: str) -> Any:
+def read_meta(jpath: Path) -> dict[str, Any]:
+    """model.json as a dict. The rules generator reads bundles through this too."""
+    try:
+        meta = json.loads(jpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{jpath} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise BundleError(f"{jpath} must hold a JSON object")
+    return meta
+
+
+def meta_field(meta: dict, dotted: str, where: str | Path = "model.json") -> Any:
+    """A dotted field of model.json; a missing one names itself and the fix."""
     cur: Any = meta
     for part in dotted.split("."):
         if not isinstance(cur, dict) or part not in cur:
-            raise BundleError(f"model.json lacks `{dotted}`: re-export the bundle with `train`")
+            raise BundleError(
+                f"{where} lacks `{dotted}`: re-export the bundle with `coredns-anomaly train`"
+            )
         cur = cur[part]
     return cur
 
@@ -99,12 +113,7 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(
                 f"{p} is missing: a bundle is a directory with model.json and model.tflite"
             )
-    try:
-        meta = json.loads(jpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{jpath} is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise BundleError(f"{jpath} must hold a JSON object")
+    meta = read_meta(jpath)
     schema = meta.get("schema_version")
     if schema not in SCHEMA_VERSIONS:
         raise BundleError(
@@ -113,13 +122,13 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     flat = mpath.read_bytes()
     digest = hashlib.sha256(flat).hexdigest()
-    want = _need(meta, "sha256")
+    want = meta_field(meta, "sha256")
     if digest != want:
         raise BundleError(
             f"{mpath}: sha256 {digest[:12]}... does not match model.json's {str(want)[:12]}...: "
             "the two files are from different exports (or a copy is incomplete)"
         )
-    names = tuple(_need(meta, "feature_names"))
+    names = tuple(meta_field(meta, "feature_names"))
     if names != FEATURE_NAMES:
         missing = [n for n in FEATURE_NAMES if n not in names]
         extra = [n for n in names if n not in FEATURE_NAMES]
@@ -132,12 +141,12 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     F = len(names)
     try:
-        window = int(_need(meta, "window"))
-        step = float(_need(meta, "step_seconds"))
-        mean = np.asarray(_need(meta, "scaler.mean"), float)
-        scale = np.asarray(_need(meta, "scaler.scale"), float)
+        window = int(meta_field(meta, "window"))
+        step = float(meta_field(meta, "step_seconds"))
+        mean = np.asarray(meta_field(meta, "scaler.mean"), float)
+        scale = np.asarray(meta_field(meta, "scaler.scale"), float)
         clip = float(meta["scaler"].get("clip", 10.0))
-        threshold = float(_need(meta, "decision.threshold"))
+        threshold = float(meta_field(meta, "decision.threshold"))
         debounce = int(meta.get("decision_debounce_steps", 1) or 1)
         types = meta.get("anomaly_types") or {}
         tnames = tuple(str(n) for n in types.get("names", []))

@@ -6,11 +6,11 @@ A missing or malformed field is a RulesError naming it, before anything is writt
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from coredns_anomaly.exporter.bundle import BundleError, meta_field, read_meta
 
 
 class RulesError(ValueError):
@@ -39,18 +39,6 @@ class ModelFacts:
         return 1.0 / self.threshold if self.kind in BOUNDED_KINDS else math.inf
 
 
-def _get(meta: dict[str, Any], dotted: str, path: Path) -> Any:
-    cur: Any = meta
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            raise RulesError(
-                f"{path} lacks `{dotted}`, which the rules are derived from: "
-                "re-export the bundle with `coredns-anomaly train`"
-            )
-        cur = cur[part]
-    return cur
-
-
 def load_model_facts(bundle: str | Path) -> ModelFacts:
     """Read model.json of a bundle directory (or the file itself)."""
     path = Path(bundle)
@@ -59,27 +47,22 @@ def load_model_facts(bundle: str | Path) -> ModelFacts:
     if not path.is_file():
         raise RulesError(f"{path} not found: --model takes a bundle directory with model.json")
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RulesError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict):
-        raise RulesError(f"{path} must hold a JSON object")
-    try:
-        delay = _get(meta, "evaluation.test.median_delay_steps", path)
+        meta = read_meta(path)
+        delay = meta_field(meta, "evaluation.test.median_delay_steps", path)
         facts = ModelFacts(
-            kind=str(_get(meta, "model_kind", path)),
-            sha256=str(_get(meta, "sha256", path)),
-            step_seconds=float(_get(meta, "step_seconds", path)),
-            window=int(_get(meta, "window", path)),
-            debounce_steps=int(_get(meta, "decision_debounce_steps", path)),
-            threshold=float(_get(meta, "decision.threshold", path)),
+            kind=str(meta_field(meta, "model_kind", path)),
+            sha256=str(meta_field(meta, "sha256", path)),
+            step_seconds=float(meta_field(meta, "step_seconds", path)),
+            window=int(meta_field(meta, "window", path)),
+            debounce_steps=int(meta_field(meta, "decision_debounce_steps", path)),
+            threshold=float(meta_field(meta, "decision.threshold", path)),
             median_delay_steps=0.0 if delay is None else float(delay),
-            anomaly_types=tuple(str(n) for n in _get(meta, "anomaly_types.names", path)),
-            feature_names=tuple(str(n) for n in _get(meta, "feature_names", path)),
+            anomaly_types=tuple(str(n) for n in meta_field(meta, "anomaly_types.names", path)),
+            feature_names=tuple(str(n) for n in meta_field(meta, "feature_names", path)),
         )
+    except BundleError as exc:
+        raise RulesError(str(exc)) from None
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, RulesError):
-            raise
         raise RulesError(f"{path}: a field has the wrong type: {exc}") from None
     problems = []
     if not (math.isfinite(facts.step_seconds) and facts.step_seconds > 0):
