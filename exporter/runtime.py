@@ -57,13 +57,15 @@ def probe_in_child(flat: bytes, pkg: str) -> None:
     with a model.json written to match) kills the process with SIGSEGV. A crash in a child
     becomes a refused bundle instead. LiteRT verifies the buffer, so it is loaded in-process.
     """
+    if pkg != "tflite-runtime":
+        return
     import hashlib
     import subprocess
     import sys
     import tempfile
 
     digest = hashlib.sha256(flat).hexdigest()
-    if pkg != "tflite-runtime" or digest in _PROBED:
+    if digest in _PROBED:
         return
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(flat)

@@ -118,6 +118,9 @@ class Exporter:
                 since = self._absent_since.setdefault(name, now)
                 if now - since <= ABSENT_STEPS * self.step_seconds:
                     obs.append(Observation(name, now, reason=reason, message=message))
+            # Once the engine has dropped an instance, forget when it went away.
+            for name in self._absent_since.keys() - self.engine.states.keys():
+                del self._absent_since[name]
         return obs
 
     def _owns(self, instance: str) -> bool:
