@@ -140,14 +140,15 @@ def learn(paths: list[Path], window: str = "1m") -> dict[str, Any]:
         values = query_signals(ds, SIGNALS, window)
         for inst, per_sig in values.items():
             t = next(iter(per_sig.values())).times
-            a, b = split_bounds(len(t))
+            labels = ds.label_at(inst, t)
+            a, b = split_bounds(labels)
             is_normal = (ds.label_at(inst, t[:a]) == NORMAL) & ~after_anomaly(
                 ds, inst, t[:a], parse_duration(window) + ds.step
             )
             normal_seconds += float(is_normal.sum()) * ds.step
             for name, v in per_sig.items():
                 normal[name].append(v.values[:a][is_normal])
-            val_parts.append((f"{path}:{inst}", t, ds.label_at(inst, t), per_sig, a, b, ds.step))
+            val_parts.append((f"{path}:{inst}", t, labels, per_sig, a, b, ds.step))
         provenance.append(
             {"path": str(path), "coredns_version": ds.meta.get("coredns_version"),
              "seed": ds.meta.get("seed"), "step_seconds": ds.step, "instances": ds.instances}
@@ -203,7 +204,7 @@ def _check_size(datasets: list[Any], window_seconds: float) -> None:
         up = ds.samples[ds.samples["name"] == "up"]
         for inst, df in up.groupby("instance", observed=True):
             t = np.sort(df["timestamp"].to_numpy(float))
-            a, _ = split_bounds(len(t))
+            a, _ = split_bounds(ds.label_at(str(inst), t))
             ok = (ds.label_at(str(inst), t[:a]) == NORMAL) & ~after_anomaly(
                 ds, str(inst), t[:a], window_seconds + ds.step
             )
@@ -262,11 +263,13 @@ def after_anomaly(ds: Any, instance: str, times: np.ndarray, seconds: float) -> 
     return out
 
 
-def split_bounds(n: int) -> tuple[int, int]:
-    """Where an instance's train and validation parts end: time_split's, shared with the models."""
+def split_bounds(labels: np.ndarray) -> tuple[int, int]:
+    """Where an instance's train and validation parts end: time_split's, shared with the
+    models (it moves a boundary out of an episode, so it needs the labels)."""
     from coredns_anomaly.training.series import Series, time_split
 
-    s = Series("x", np.arange(n, dtype=float), np.zeros((n, 1)), np.full(n, "normal", object))
+    n = len(labels)
+    s = Series("x", np.arange(n, dtype=float), np.zeros((n, 1)), np.asarray(labels, object))
     split = time_split([s])
     a = len(split.train[0].times)
     return a, a + len(split.val[0].times)

@@ -89,14 +89,14 @@ class Dataset:
             yield str(inst), wide.sort_index()
 
     def label_at(self, instance: str, times: np.ndarray) -> np.ndarray:
-        """Anomaly class per time ('normal' outside every anomalous episode)."""
+        """Anomaly class per scrape time ('normal' where no episode overlaps the step)."""
         out = np.full(len(times), NORMAL, dtype=object)
         a = self.anomalies()
         for inst, cls, start, end in zip(
             a["instance"], a["class"], a["start"], a["end"], strict=True
         ):
             if inst in (instance, "*"):
-                out[(times >= start) & (times < end)] = cls
+                out[overlapping(times, start, end, self.step)] = cls
         return out
 
 
@@ -216,6 +216,18 @@ def summary(ds: Dataset) -> dict[str, Any]:
     }
 
 
+def overlapping(times: np.ndarray, start: float, end: float, step: float) -> np.ndarray:
+    """Scrapes whose step overlaps [start, end).
+
+    A scrape at t measures the interval since the previous one, (t - step, t]: its rates are
+    counter deltas over it. So the first scrape after an episode ends still measured part of
+    the episode and belongs to it; labelling by the instant t alone called it normal and
+    counted the model's correct alarm there as a false positive.
+    """
+    times = np.asarray(times, dtype=float)
+    return (times >= start) & (times - step < end)
+
+
 def label_sources_at(ds: Dataset, instance: str, times: np.ndarray) -> np.ndarray:
     """Per time: the source of the anomalous label covering it (lab, verified, weak), or
     'false_alarm' inside a range an engineer marked as a false alarm, else ''."""
@@ -225,7 +237,7 @@ def label_sources_at(ds: Dataset, instance: str, times: np.ndarray) -> np.ndarra
     for cls, start, end, anomaly, source in zip(
         mine["class"], mine["start"], mine["end"], mine["anomaly"], mine["source"], strict=True
     ):
-        inside = (times >= start) & (times < end)
+        inside = overlapping(times, start, end, ds.step)
         if anomaly:
             out[inside] = source
         elif cls == "false_alarm":

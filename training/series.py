@@ -179,16 +179,27 @@ class Split:
 def time_split(series: list[Series], fractions: tuple[float, float] = (0.55, 0.2)) -> Split:
     """Per series: the first part trains, the next validates, the rest tests (time-ordered).
 
-    Each split is its own set of segments, so no window can span two splits.
+    Each split is its own set of segments, so no window can span two splits, and a boundary
+    that falls inside an episode moves to the episode's end: a cut episode leaves the next
+    split a stub of a step or two that no debounced detector can alarm on, and counting that
+    stub as a missed episode measures the cut, not the model.
     """
     tr, va, te = [], [], []
     for s in series:
         n = len(s.times)
-        a, b = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
+        a = _after_episode(s.labels, int(n * fractions[0]))
+        b = _after_episode(s.labels, max(a, int(n * (fractions[0] + fractions[1]))))
         tr.append(s.slice(0, a))
         va.append(s.slice(a, b))
         te.append(s.slice(b, n))
     return Split(tr, va, te)
+
+
+def _after_episode(labels: np.ndarray, i: int) -> int:
+    """`i`, or the end of the episode running across it."""
+    while 0 < i < len(labels) and labels[i - 1] != NORMAL and labels[i] == labels[i - 1]:
+        i += 1
+    return i
 
 
 def episodes(labels: np.ndarray, times: np.ndarray) -> list[tuple[str, int, int]]:

@@ -77,11 +77,12 @@ def test_critical_score_must_be_above_warning(cli, out, score):
     _untouched(out)
 
 
-def test_critical_score_the_model_can_never_reach(cli, out):
-    # the shipped bundle's score is bounded: it peaks at 1 / threshold
-    m = load_model_facts(ROOT / "models" / "default")
+def test_critical_score_the_model_can_never_reach(cli, out, bundle):
+    # a siamese score is bounded: it peaks at 1 / threshold
+    siamese = bundle(model_kind="siamese", decision__threshold=0.5)
+    m = load_model_facts(siamese)
     above = f"{m.max_score + 0.1:.3f}"
-    code, err = cli("rules", "generate", "--model", ROOT / "models" / "default", "--out", out, "--critical-score", above)  # fmt: skip
+    code, err = cli("rules", "generate", "--model", siamese, "--out", out, "--critical-score", above)  # fmt: skip
     assert code == 2 and "can never fire" in err and f"{m.max_score:.3f}" in err
     _untouched(out)
 

@@ -40,9 +40,15 @@ def test_anomaly_alert_numbers_come_from_the_bundle():
     # one model step (the shipped bundle's is ~2 s) on top of the exporter's own debounce
     assert m.step_seconds == pytest.approx(2, abs=1e-3) and m.debounce_steps >= 1
     assert {r["for"] for r in rules} == {"2s"}
-    # bounded kinds publish score / threshold <= 1 / threshold; critical sits halfway, rounded down
-    assert m.kind in ("classifier", "siamese") and m.max_score == pytest.approx(1 / m.threshold)
-    crit = math.floor((1 + m.max_score) / 2 * 100) / 100
+    # bounded kinds publish score / threshold <= 1 / threshold and critical sits halfway,
+    # rounded down; an unbounded score (the autoencoder's error) turns critical at twice the
+    # threshold
+    if m.kind in ("classifier", "siamese"):
+        assert m.max_score == pytest.approx(1 / m.threshold)
+        crit = math.floor((1 + m.max_score) / 2 * 100) / 100
+    else:
+        assert math.isinf(m.max_score)
+        crit = 2.0
     assert 1 < crit < m.max_score
     assert 'coredns_anomaly_score{job="coredns-anomaly"} >= 1\n' in rules[0]["expr"]
     assert f">= {crit:g}\n" in rules[1]["expr"]
@@ -137,9 +143,12 @@ def test_classic_thresholds_in_rules_are_the_learned_ones():
 
 def test_split_bounds_match_the_models_split():
     for n in (10, 1040, 1041):
-        s = Series("x", np.arange(n, dtype=float), np.zeros((n, 1)), np.full(n, "normal", object))
+        labels = np.full(n, "normal", object)
+        labels[int(n * 0.5) : int(n * 0.6)] = "query_flood"  # across the first boundary
+        s = Series("x", np.arange(n, dtype=float), np.zeros((n, 1)), labels)
         sp = time_split([s])
-        assert split_bounds(n) == (
+        assert not (sp.train[0].labels[-1] == sp.val[0].labels[0] == "query_flood")
+        assert split_bounds(labels) == (
             len(sp.train[0].times),
             len(sp.train[0].times) + len(sp.val[0].times),
         )

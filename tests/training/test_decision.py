@@ -88,3 +88,21 @@ def test_false_alarm_statement_bounds_the_rate():
     assert poisson_upper(0) == pytest.approx(2.996, abs=1e-3)
     text = false_alarm_statement({"normal_hours": 0.5, "false_alarms": 0})[0]
     assert "0 false alarm" in text and "below 5.99 per hour" in text and "72 h" in text
+
+
+def test_an_episode_with_too_few_scored_steps_counts_point_wise_only():
+    # a starved CoreDNS answered one scrape of this episode: no debounced detector can alarm on
+    # it, so it is set aside for episode recall (and said so) but still counts point-wise
+    times = np.arange(60) * 2.0
+    inst = np.full(60, "coredns-0", object)
+    labels = np.full(60, NORMAL, object)
+    labels[10:30] = "upstream_loss"
+    labels[45:46] = "cpu_starvation"
+    alarm = np.zeros(60, bool)
+    alarm[12:30] = True
+    res = evaluate_decisions(times, inst, labels, alarm, 2.0)
+    assert res["short_episodes"] == 1
+    assert res["per_class"]["cpu_starvation"]["episodes"] == 0
+    assert res["per_class"]["cpu_starvation"]["recall_episode"] is None
+    assert res["episode_recall"] == 1.0
+    assert res["pointwise"]["confusion"]["fn"] == 2 + 1  # the late start and the short episode

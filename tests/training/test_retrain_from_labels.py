@@ -81,7 +81,7 @@ def test_label_files_become_sources_and_labels(tmp_path):
         "*,1970-01-01T00:00:08Z,1970-01-01T00:00:20Z,anomaly,upstream_servfail,weak,CoreDNSErrorsHigh,,\n"
     )
     merged = merge_label_files(ds, [f])
-    times = np.array([1.0, 9.0])
+    times = np.array([1.0, 19.0])  # scrapes measure (t - 10 s, t]
     assert merged.label_at("a:9153", times).tolist() == [NORMAL, "upstream_servfail"]
     assert ds_mod.label_sources_at(merged, "a:9153", times).tolist() == ["false_alarm", "weak"]
     only_verified = merge_label_files(ds, [f], include_weak=False)

@@ -36,7 +36,13 @@ def test_train_writes_bundle_report_and_plots(tmp_path, monkeypatch):
     assert set(res["models"]) == {"autoencoder", "classifier", "siamese", "ensemble"}
     assert {"pca", "coredns_mixin"} <= set(res["baselines"])
     assert set(res["held_out_classes"]) <= set(res["models"]["classifier"]["per_class"])
+    # every kind was also scored on classes it never saw (leave one class out)
+    for kind in ("autoencoder", "classifier", "siamese", "ensemble"):
+        unseen = res["models"][kind]["unseen_class_recall_val"]
+        assert unseen and all(0.0 <= r <= 1.0 for r in unseen.values())
+    assert {"pca", "pca_no_debounce"} <= set(res["baselines"])
     md = (tmp_path / "docs" / "results.md").read_text()
+    assert "## Unseen-class recall" in md
     assert "| detector | precision | recall |" in md and "baseline: coredns_mixin" in md
     for png in ("training_curves", "pr_curves", "confusion_matrices", "score_timeline"):
         assert (tmp_path / "docs" / "results" / f"{png}.png").stat().st_size > 5000
