@@ -62,14 +62,17 @@ def test_round_trip_keeps_every_sample_label_and_card_field(tmp_path):
 
 def test_label_at_marks_only_anomalous_episodes():
     ds = make_dataset()
-    times = np.array([1_700_000_000.0, 1_700_000_002.0, 1_700_000_004.0, 1_700_000_006.0])
+    times = 1_700_000_000.0 + np.array([0.0, 2.0, 4.0, 6.0, 8.0])
+    # the episode is [2, 6) and scrapes come every 2 s: the scrape at 6 measured (4, 6], all of
+    # it inside the episode, so it carries the episode's class; the one at 8 does not
     assert ds.label_at("coredns-0", times).tolist() == [
         "normal",
         "upstream_latency",
         "upstream_latency",
+        "upstream_latency",
         "normal",
     ]
-    assert ds.label_at("coredns-1", times).tolist() == ["normal"] * 4  # a restart is normal
+    assert ds.label_at("coredns-1", times).tolist() == ["normal"] * 5  # a restart is normal
 
 
 def test_labels_text_round_trips_with_escapes():
