@@ -28,9 +28,13 @@ def test_relearned_thresholds_and_evaluation_match_the_committed(cli, tmp_path, 
         assert (tmp_path / f).read_text() == (CLASSIC / f).read_text(), f"{f} is stale: make rules"
     ev = json.loads((tmp_path / "evaluation.json").read_text())
     classic, mixin = ev["classic"], ev["coredns_mixin"]
-    # same windows as the models: the test split of both datasets, 0.68 h of normal traffic
-    assert classic["normal_hours"] == mixin["normal_hours"] == pytest.approx(0.677, abs=0.01)
-    assert sum(c["episodes"] for c in classic["per_class"].values()) == 33
+    # same windows as the models: the test split of both datasets, as `train` scored it
+    model = json.loads((ROOT / "docs" / "results" / "results.json").read_text())
+    model = model["models"][model["chosen"]]
+    assert classic["normal_hours"] == mixin["normal_hours"]
+    assert classic["normal_hours"] == pytest.approx(model["normal_hours"], abs=0.01)
+    episodes = sum(c["episodes"] for c in classic["per_class"].values())
+    assert episodes == sum(c["episodes"] for c in model["per_class"].values()) > 20
     # learned thresholds catch what the mixin's 10-minute holds miss
     assert classic["episode_recall"] > 0.9 > 0.2 > mixin["episode_recall"]
     assert classic["pointwise"]["f1"] > mixin["pointwise"]["f1"]
