@@ -221,10 +221,10 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
         "## Unseen-class recall (validation, leave one class out)",
         "",
         "The best configuration of each kind, scored on each class it was trained on as if it "
-        "had never seen it: supervised models retrained once per class without it (threshold "
-        "chosen without it too), the autoencoder as trained (it never sees any class). Point-"
-        "wise recall on that class in validation; the mean is part of the objective that picks "
-        "the kind.",
+        "had never seen it: supervised models retrained once per class without it, the "
+        "autoencoder as trained (it never sees any class); for every kind, threshold and "
+        "debounce re-chosen on a validation without the class. Point-wise recall on that class "
+        "in validation; the mean is part of the objective that picks the kind.",
         "",
     ]
     unseen = {
