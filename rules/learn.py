@@ -142,7 +142,7 @@ def learn(paths: list[Path], window: str = "1m") -> dict[str, Any]:
             t = next(iter(per_sig.values())).times
             labels = ds.label_at(inst, t)
             a, b = split_bounds(labels)
-            is_normal = (ds.label_at(inst, t[:a]) == NORMAL) & ~after_anomaly(
+            is_normal = (labels[:a] == NORMAL) & ~after_anomaly(
                 ds, inst, t[:a], parse_duration(window) + ds.step
             )
             normal_seconds += float(is_normal.sum()) * ds.step
@@ -204,8 +204,9 @@ def _check_size(datasets: list[Any], window_seconds: float) -> None:
         up = ds.samples[ds.samples["name"] == "up"]
         for inst, df in up.groupby("instance", observed=True):
             t = np.sort(df["timestamp"].to_numpy(float))
-            a, _ = split_bounds(ds.label_at(str(inst), t))
-            ok = (ds.label_at(str(inst), t[:a]) == NORMAL) & ~after_anomaly(
+            labels = ds.label_at(str(inst), t)
+            a, _ = split_bounds(labels)
+            ok = (labels[:a] == NORMAL) & ~after_anomaly(
                 ds, str(inst), t[:a], window_seconds + ds.step
             )
             seconds += float(ok.sum()) * ds.step

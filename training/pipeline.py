@@ -52,7 +52,6 @@ class Candidate:
     window: int
     filters: int
     val: dict[str, Any]
-    objective: float
     seconds: float
     detector: AnomalyDetector = field(repr=False, default=None)
     debounce: int = 1
@@ -62,6 +61,10 @@ class Candidate:
     @property
     def unseen_mean(self) -> float | None:
         return float(np.mean(list(self.unseen.values()))) if self.unseen else None
+
+    @property
+    def objective(self) -> float:
+        return objective(self.val, self.novel, self.unseen_mean)
 
     @property
     def rank(self) -> tuple[int, float]:
@@ -240,6 +243,11 @@ def choose_decision(
     return best[1], best[2], best[3]
 
 
+def score_mode(det: AnomalyDetector) -> str:
+    """The scoring mode of the detector's decision rule (the autoencoder has several)."""
+    return det.threshold_rules[det.rule]["score"] if det.rule else det.ae_score
+
+
 def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dict[str, Any]]:
     """Re-choose the detector's threshold together with a debounce, keeping its scoring mode;
     the rule is added to (and used among) the reported threshold rules."""
@@ -247,7 +255,7 @@ def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dic
     novel = judge.val_novel
     va = judge.val_windows(det) if va is None else va
     tr = judge.train_windows(det)
-    mode = det.threshold_rules[det.rule]["score"] if det.rule else det.ae_score
+    mode = score_mode(det)
     raw = det.raw_scores(mode, va.X)
     t, k, chosen = choose_decision(raw, va, step, novel, (det.raw_scores(mode, tr.X), tr))
     det.threshold_rules["val_targets_debounced"] = {
@@ -288,8 +296,7 @@ def search(
             )  # fmt: skip
             k, res = tune_decision(det, judge)
             cand = Candidate(
-                kind, window, filters, res, objective(res, val_novel), time.monotonic() - t0, det,
-                k, val_novel,
+                kind, window, filters, res, time.monotonic() - t0, det, k, val_novel
             )  # fmt: skip
             out.setdefault(kind, []).append(cand)
             progress(f"[{n}/{total}] {describe(cand)}, {cand.seconds:.0f}s")
@@ -351,7 +358,7 @@ def unseen_class_recall(
 def recall_when_unseen(det: AnomalyDetector, judge: Judge, cls: str) -> float:
     """Point-wise recall on `cls` in validation, with the decision (threshold and debounce)
     chosen as for any candidate but on a validation that does not hold `cls`."""
-    mode = det.threshold_rules[det.rule]["score"] if det.rule else det.ae_score
+    mode = score_mode(det)
     va, va_without = judge.val_windows(det), judge.val_windows(det, without=(cls,))
     tr = judge.train_windows(det)
     t, k, _ = choose_decision(
@@ -388,15 +395,13 @@ def ensemble_candidate(
     ens.fit_decision(va)
     k, res = tune_decision(ens, judge, va)
     cand = Candidate(
-        "ensemble", ens.window, ens.filters, res, objective(res, val_novel),
-        time.monotonic() - t0, ens, k, val_novel,
+        "ensemble", ens.window, ens.filters, res, time.monotonic() - t0, ens, k, val_novel
     )  # fmt: skip
     if loco is not None and best["autoencoder"].unseen is not None:
         cand.unseen = {}
         for cls, sup_c in loco.get(sup.kind, {}).items():
             e = EnsembleDetector([best["autoencoder"].detector, sup_c])
             cand.unseen[cls] = recall_when_unseen(e, judge, cls)
-        cand.objective = objective(res, val_novel, cand.unseen_mean)
     progress(f"ensemble autoencoder | {sup.kind}: {describe(cand)}")
     return cand
 
@@ -428,9 +433,9 @@ def pca_baseline(
         x = w.X[:, -1, :]
         return np.mean((x - pca.inverse_transform(pca.transform(x))) ** 2, axis=1)
 
-    raw = err(te)
-    t, k, _ = choose_decision(err(va), va, step, val_novel, (err(tr), tr))
-    t_bare = best_f1_threshold(err(va), va.y)
+    raw, raw_va = err(te), err(va)
+    t, k, _ = choose_decision(raw_va, va, step, val_novel, (err(tr), tr))
+    t_bare = best_f1_threshold(raw_va, va.y)
     return {
         "windows": te,
         "alarm": debounce_by_instance(raw >= t, te.instances, te.times, k),
@@ -519,7 +524,6 @@ def run(
     loco = {}
     for kind, c in best_per_kind.items():
         loco[kind] = unseen_class_recall(c, split, judge, epochs, batch, seed, progress)
-        c.objective = objective(c.val, val_novel, c.unseen_mean)
         progress(describe(c))
     best_per_kind["ensemble"] = ensemble_candidate(
         best_per_kind, split, held_out, val_novel, progress, judge, loco
