@@ -86,6 +86,7 @@ def _row(driver, fingerprint: str):
 
 
 def test_mark_alerts_and_export(server_factory, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -161,7 +162,9 @@ def test_mark_alerts_and_export(server_factory, browser, tmp_path):
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": auth}})
     browser.get(f"{server.url}/alerts?since=all")
-    wait = WebDriverWait(browser, 15)
+    # Verdict buttons submit a form and the page reloads (post/redirect/get): a row found just
+    # before the reload goes stale, so the waits retry on that instead of failing.
+    wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(ec.presence_of_element_located((By.ID, "alerts")))
 
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.alert")
