@@ -85,6 +85,15 @@ def _row(driver, fingerprint: str):
     return driver.find_element(By.CSS_SELECTOR, f'tr[data-fingerprint="{fingerprint}"]')
 
 
+def _fingerprints(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [
+        r.get_attribute("data-fingerprint")
+        for r in driver.find_elements(By.CSS_SELECTOR, "tr.alert")
+    ]
+
+
 def test_mark_alerts_and_export(server_factory, browser, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -220,15 +229,17 @@ def test_mark_alerts_and_export(server_factory, browser, tmp_path):
     Select(browser.find_element(By.NAME, "verdict")).select_by_value("none")
     browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
     wait.until(lambda d: "verdict=none" in d.current_url)
-    assert [
-        r.get_attribute("data-fingerprint")
-        for r in browser.find_elements(By.CSS_SELECTOR, "tr.alert")
-    ] == ["cc03"]
+    wait.until(
+        lambda d: _fingerprints(d) == ["cc03"],
+        message=f"the unjudged filter should show only cc03, not {_fingerprints(browser)}",
+    )
 
     # Clearing a verdict removes it from the export.
     browser.get(f"{server.url}/alerts?since=all&verdict=anomaly")
     _row(browser, "aa01").find_element(By.CSS_SELECTOR, "button.btn-clear").click()
-    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, 'tr[data-fingerprint="aa01"]'))
+    # The reloaded page (its table present) no longer lists aa01; an empty page mid-reload does
+    # not count.
+    wait.until(lambda d: d.find_elements(By.ID, "alerts") and "aa01" not in _fingerprints(d))
     assert [r["verdict"] for r in _export(browser)] == ["false_alarm"]
 
 
