@@ -35,6 +35,17 @@ dataset: setup
 	$(CLI) lab record --preset shipped --out data/lab-v1
 	$(CLI) lab record --preset shipped --seed 2027 --out data/lab-v2
 
+# Environments unlike the shipped one (docs/dataset.md, "Environments"): one seeded command
+# each, ~30 minutes each (env-step15 ~53). Two of them run CoreDNS v1.12.4, built on demand.
+.PHONY: dataset-envs
+dataset-envs: setup
+	bash scripts/build-coredns.sh v1.12.4
+	$(CLI) lab record --preset env-small --seed 3101 --out data/envs/env-small
+	$(CLI) lab record --preset env-nocache-rewrite --seed 3102 --out data/envs/env-nocache-rewrite
+	$(CLI) lab record --preset env-autopath --seed 3103 --out data/envs/env-autopath
+	$(CLI) lab record --preset env-large --seed 3104 --out data/envs/env-large
+	$(CLI) lab record --preset env-step15 --seed 3105 --out data/envs/env-step15
+
 # The exporter on tflite-runtime 2.14 (numpy<2, Python <= 3.11): CI runs the exporter tests on
 # both interpreters. Idempotent (stamp in the venv); PYTHON=python3.11 picks the interpreter.
 .PHONY: venv-tflite

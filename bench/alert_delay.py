@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored
+from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import (
     OURS,
     Episode,
@@ -97,7 +97,7 @@ def main() -> None:
     )
     with Stack(StackSettings(args.workdir, ROOT / "models/default", rule_files)) as stack:
         sick, control = list(stack.instances.values())[:2]
-        wait_scored(stack, 90)
+        wait_scored(stack, warm_up_seconds(ROOT / "models/default") + 120)
         episodes = [Episode(c, u, sick) for c, u in plan]
         with Recorder(stack) as rec:
             time.sleep(args.gap)  # a calm stretch first: false alarms before any fault count too

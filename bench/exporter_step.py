@@ -123,7 +123,7 @@ def bench_scaling(counts: list[int], steps: int, pages: list[str]) -> list[dict]
 
 
 def bench_inference(pages: list[str], n: int = 1000) -> tuple[dict, np.ndarray]:
-    from coredns_anomaly.exporter.bundle import load_bundle, standardize
+    from coredns_anomaly.exporter.bundle import load_bundle
     from coredns_anomaly.exporter.engine import Engine
     from coredns_anomaly.exporter.runtime import interpreter_class
 
@@ -132,7 +132,7 @@ def bench_inference(pages: list[str], n: int = 1000) -> tuple[dict, np.ndarray]:
     for k in range(bundle.window + 2):
         eng.step(observations(n, k, pages, bundle.step_seconds))
     ready = [(name, st) for name, st in eng.states.items() if st.ready()]
-    Z = standardize(np.stack([st.rows for _, st in ready]), bundle.mean, bundle.scale, bundle.clip)
+    Z = np.stack([st.baseline.normalize(st.rows) for _, st in ready])
     Interpreter, _ = interpreter_class()
     it = Interpreter(model_content=bundle.flat, num_threads=1)
     idx = it.get_input_details()[0]["index"]

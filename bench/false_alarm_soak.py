@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored
+from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import OURS, Recorder, false_alarms
 from coredns_anomaly.loop.stack import Stack, StackSettings
 from coredns_anomaly.training.lab import faults
@@ -104,7 +104,7 @@ def main() -> None:
 
     events: list[dict] = []
     with Stack(StackSettings(args.workdir, ROOT / "models/default", [ours, ROOT / "rules/coredns_mixin.yml"], seed=args.seed)) as stack:  # fmt: skip
-        wait_scored(stack, 90)
+        wait_scored(stack, warm_up_seconds(ROOT / "models/default") + 120)
         stop = threading.Event()
         worker = threading.Thread(
             target=benign_events,

@@ -1,4 +1,4 @@
-"""The model bundle as the exporter reads it (shared/DESIGN.md "Model bundle").
+"""The model bundle as the exporter reads it (the contract; docs/exporter.md describes it).
 
 Everything that turns raw feature rows into the model's input and its outputs into a decision
 lives here, so training imports it instead of repeating it: standardisation, the window rule,
@@ -16,10 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from .baseline import BaselineSpec, BaselineSpecError, standardize
 from .features import FEATURE_NAMES
 from .runtime import Runtime, RuntimeLoadError
 
-SCHEMA_VERSIONS = (1,)
+# 2: every instance against its own baseline (`input.baseline`). 1 scaled every instance with
+# one lab-fitted mean/scale, which flags any CoreDNS unlike the lab: refused with the fix.
+SCHEMA_VERSIONS = (2,)
+NORMALIZATION = "instance_baseline"
 TYPE_PROFILE_STEPS = 3  # the type is read from the mean z-score of the last steps
 MAX_MISSING = 0.5  # a window with more missing steps than this is not scored
 
@@ -28,11 +32,7 @@ class BundleError(ValueError):
     """A bundle the exporter must not serve; the message says what is wrong and what to do."""
 
 
-def standardize(X: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float) -> np.ndarray:
-    """Scaled float32 input; a masked (NaN) feature becomes 0, the mean of normal traffic."""
-    Z = (X - mean) / scale
-    Z = np.where(np.isfinite(Z), Z, 0.0)
-    return np.clip(Z, -clip, clip).astype(np.float32)
+__all__ = ["Bundle", "BundleError", "load_bundle", "standardize", "type_profile", "window_ok"]
 
 
 def type_profile(Z: np.ndarray, steps: int = TYPE_PROFILE_STEPS) -> np.ndarray:
@@ -53,9 +53,7 @@ class Bundle:
     kind: str
     window: int
     step_seconds: float
-    mean: np.ndarray
-    scale: np.ndarray
-    clip: float
+    baseline: BaselineSpec
     threshold: float
     debounce_steps: int
     type_names: tuple[str, ...]
@@ -64,7 +62,7 @@ class Bundle:
 
     @property
     def n_features(self) -> int:
-        return len(self.mean)
+        return len(FEATURE_NAMES)
 
     @property
     def version(self) -> str:
@@ -115,6 +113,12 @@ def load_bundle(path: str | Path) -> Bundle:
             )
     meta = read_meta(jpath)
     schema = meta.get("schema_version")
+    if schema == 1:
+        raise BundleError(
+            f"{jpath}: schema_version 1 scales every CoreDNS with one lab-fitted scaler, which "
+            "reads any cluster unlike the lab as anomalous; use models/default of this release, "
+            "or retrain with `coredns-anomaly train` / `coredns-anomaly fit`"
+        )
     if schema not in SCHEMA_VERSIONS:
         raise BundleError(
             f"{jpath}: schema_version {schema!r} is not one this exporter reads "
@@ -143,14 +147,19 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         window = int(meta_field(meta, "window"))
         step = float(meta_field(meta, "step_seconds"))
-        mean = np.asarray(meta_field(meta, "scaler.mean"), float)
-        scale = np.asarray(meta_field(meta, "scaler.scale"), float)
-        clip = float(meta["scaler"].get("clip", 10.0))
+        norm = meta_field(meta, "input.normalization")
+        if norm != NORMALIZATION:
+            raise BundleError(
+                f"{jpath}: input.normalization {norm!r} is not {NORMALIZATION!r}; re-export"
+            )
+        baseline = BaselineSpec.from_dict(meta_field(meta, "input.baseline"), F)
         threshold = float(meta_field(meta, "decision.threshold"))
         debounce = int(meta.get("decision_debounce_steps", 1) or 1)
         types = meta.get("anomaly_types") or {}
         tnames = tuple(str(n) for n in types.get("names", []))
         cents = np.asarray(types.get("centroids", []), float).reshape(len(tnames), -1)
+    except BaselineSpecError as exc:
+        raise BundleError(f"{jpath}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{jpath}: a field has the wrong type: {exc}") from exc
     problems = []
@@ -158,10 +167,6 @@ def load_bundle(path: str | Path) -> Bundle:
         problems.append(f"window {window} < 1")
     if not step > 0:
         problems.append(f"step_seconds {step} is not positive")
-    if mean.shape != (F,) or scale.shape != (F,):
-        problems.append(f"scaler has {mean.shape}/{scale.shape}, need ({F},)")
-    elif not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
-        problems.append("scaler mean/scale must be finite with scale > 0")
     if not threshold > 0:
         problems.append(f"decision.threshold {threshold} is not positive")
     if len(tnames) and cents.shape != (len(tnames), F):
@@ -171,8 +176,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if problems:
         raise BundleError(f"{jpath}: " + "; ".join(problems))
     bundle = Bundle(
-        path, meta, flat, str(meta.get("model_kind", "unknown")), window, step, mean, scale,
-        clip, threshold, max(1, debounce), tnames, cents, digest,
+        path, meta, flat, str(meta.get("model_kind", "unknown")), window, step, baseline,
+        threshold, max(1, debounce), tnames, cents, digest,
     )  # fmt: skip
     try:
         bundle.runtime().check()

@@ -58,6 +58,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--cert-file", "client certificate (mTLS)"),
     Option("--key-file", "client key (mTLS)"),
     Option("--insecure-skip-verify", "do not verify TLS certificates", boolean=True, default=False),
+    Option("--state-file", "JSON file where each instance's learned baseline is kept across restarts ('' = none)", default="coredns-anomaly-state.json"),
     Option("--log-level", "debug, info, warning, error", default="info"),
 )  # fmt: skip
 
@@ -161,7 +162,7 @@ def settings_from(cfg: dict[str, Any]):
         prometheus_url=cfg["prometheus_url"], prometheus_selector=cfg["prometheus_selector"],
         prometheus_instance_label=cfg["prometheus_instance_label"], shard=shard,
         listen=cfg["listen"], scrape_timeout=cfg["scrape_timeout"], explain_top=cfg["explain_top"],
-        workers=cfg["workers"], http=http,
+        workers=cfg["workers"], http=http, state_file=cfg["state_file"] or None,
     )  # fmt: skip
 
 
@@ -188,6 +189,7 @@ def _exporter(args: argparse.Namespace) -> int:
         return 0
     try:
         exporter = Exporter(settings, bundle)
+        exporter.check_step()
     except ValueError as exc:
         print(f"coredns-anomaly exporter: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,15 @@ class ExporterCollector(Collector):
             ("instance", "feature"),
         )
         fill = g("_window_fill_ratio", "steps in the window / window length (warm-up)")
+        learning = g(
+            "_learning",
+            "1 while the exporter is still learning this instance's normal (no alarms), else 0",
+        )
+        missing = g(
+            "_feature_missing",
+            "1 for each feature whose source metrics this instance's page lacks (not scored)",
+            ("instance", "feature"),
+        )
         up = g("_target_up", "1 if the last scrape of the target worked and parsed")
         dur = g("_target_scrape_duration_seconds", "duration of the last scrape")
         errors = CounterMetricFamily(
@@ -51,6 +60,9 @@ class ExporterCollector(Collector):
         )
         for name, st in states:
             fill.add_metric([name], st.fill_ratio)
+            learning.add_metric([name], 1.0 if st.learning else 0.0)
+            for feat in st.missing_features:
+                missing.add_metric([name, feat], 1.0)
             up.add_metric([name], 1.0 if st.up else 0.0)
             dur.add_metric([name], st.scrape_duration)
             for reason, n in st.errors.items():
@@ -64,7 +76,7 @@ class ExporterCollector(Collector):
                 typ.add_metric([name, v.type], 1.0)
             for feat, c in v.top if v.anomaly else ():
                 contrib.add_metric([name, feat], c)
-        yield from (anomaly, score, typ, contrib, fill, up, dur, errors)  # fmt: skip
+        yield from (anomaly, score, typ, contrib, fill, learning, missing, up, dur, errors)  # fmt: skip
 
     def _health(self, x: Exporter, n_targets: int) -> Iterator:
         yield GaugeMetricFamily(

@@ -1,24 +1,31 @@
 """One step for a fleet: pages -> feature rows -> ring buffers -> one batched invoke -> decisions.
 
-Per target a ring buffer holds the last W feature rows (the proposal's FIFO stack). A target
-is scored only when its window is full, its last step is present and most steps are (the
-rule training cut its windows with), so a down target never carries a stale score. The model
-is swapped only between steps, so a hot reload never drops one.
+Per target a ring buffer holds the last W feature rows (the proposal's FIFO stack) and an
+InstanceBaseline learns that target's own normal (exporter/baseline.py): the model sees each
+window as z-scores against it. A target is scored only when its window is full, its last step
+is present and most steps are (the rule training cut its windows with), so a down target never
+carries a stale score. While its baseline is still learning, a target's score is exported for
+inspection but never becomes an anomaly. The model is swapped only between steps, so a hot
+reload never drops one.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bundle import Bundle, standardize, window_ok
-from .features import FEATURE_NAMES, NEEDED_NAMES, FeatureState
+from .baseline import BaselineSpec, InstanceBaseline
+from .bundle import Bundle, window_ok
+from .features import FEATURE_NAMES, FEATURES, NEEDED_NAMES, FeatureState
 from .page import Page, PageError, parse_needed
 from .runtime import Runtime
 
+log = logging.getLogger("coredns_anomaly.exporter")
 N_FEATURES = len(FEATURE_NAMES)
 
 
@@ -44,8 +51,11 @@ class Verdict:
 
 
 class TargetState:
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, spec: BaselineSpec) -> None:
         self.features = FeatureState()
+        self.baseline = InstanceBaseline(spec, N_FEATURES)
+        self.missing_features: tuple[str, ...] = ()  # their source metrics are not on the page
+        self.learning_logged = False
         self.rows = np.full((window, N_FEATURES), np.nan)
         self.missing = np.ones(window, bool)
         self.filled = 0  # steps seen since the target appeared, capped at the window
@@ -75,6 +85,10 @@ class TargetState:
     def ready(self) -> bool:
         return self.filled == len(self.rows) and window_ok(self.missing)
 
+    @property
+    def learning(self) -> bool:
+        return not self.baseline.warm()
+
 
 @dataclass
 class StepStats:
@@ -90,6 +104,7 @@ class Engine:
         self.bundle: Bundle = bundle
         self.runtime: Runtime = bundle.runtime()
         self.last = StepStats()
+        self.saved_baselines: dict[str, dict] = {}  # a previous run's, by instance
 
     def swap(self, bundle: Bundle, runtime: Runtime | None = None) -> None:
         """Serve another (already validated) bundle from the next step on."""
@@ -97,22 +112,27 @@ class Engine:
         if bundle.window != self.bundle.window:
             for st in self.states.values():
                 st.resize(bundle.window)
+        if bundle.baseline != self.bundle.baseline:  # keep what was learned, under the new rule
+            for st in self.states.values():
+                st.baseline = InstanceBaseline.from_state(
+                    bundle.baseline, N_FEATURES, st.baseline.to_state()
+                )
         self.bundle = bundle
         for st in self.states.values():
             st.streak = 0
 
     def step(self, observations: list[Observation]) -> StepStats:
         t0 = time.perf_counter()
-        seen = set()
+        seen: dict[str, float] = {}
         for ob in observations:
             if ob.instance in seen:  # two sources name one instance: the first wins this step
                 continue
-            seen.add(ob.instance)
+            seen[ob.instance] = ob.ts
             st = self.states.get(ob.instance)
             if st is None:
-                st = self.states[ob.instance] = TargetState(self.bundle.window)
+                st = self.states[ob.instance] = self._new_state(ob.instance)
             self._observe(st, ob)
-        for gone in set(self.states) - seen:  # a target left the fleet: its series go too
+        for gone in set(self.states) - set(seen):  # a target left the fleet: its series go too
             del self.states[gone]
         ready = [(name, st) for name, st in self.states.items() if st.ready()]
         for st in self.states.values():
@@ -122,8 +142,52 @@ class Engine:
         if ready:
             self._score(ready)
         t2 = time.perf_counter()
+        for name, ts in seen.items():  # learn the step only after it was judged
+            st = self.states[name]
+            if st.up:
+                self._learn(name, st, ts)
         self.last = StepStats(t2 - t0, t2 - t1, len(ready))
         return self.last
+
+    def _new_state(self, instance: str) -> TargetState:
+        st = TargetState(self.bundle.window, self.bundle.baseline)
+        saved = self.saved_baselines.pop(instance, None)
+        if saved is not None:
+            try:
+                st.baseline = InstanceBaseline.from_state(self.bundle.baseline, N_FEATURES, saved)
+                st.learning_logged = st.baseline.warm()
+                log.info(
+                    "%s: baseline restored (%d rows, %s)", instance, st.baseline.n_rows,
+                    "warm" if st.baseline.warm() else "still learning",
+                )  # fmt: skip
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("%s: saved baseline unusable (%s); learning anew", instance, exc)
+        if not st.learning_logged:
+            log.info(
+                "%s: learning this instance's normal for %.0f s before it can alarm",
+                instance, self.bundle.baseline.warmup_seconds,
+            )  # fmt: skip
+        return st
+
+    def _learn(self, instance: str, st: TargetState, ts: float) -> None:
+        was_learning = st.learning
+        flagged = st.verdict is not None and st.verdict.score >= 1.0
+        st.baseline.observe(st.rows[-1], ts, flagged)
+        if was_learning and not st.learning and not st.learning_logged:
+            st.learning_logged = True
+            log.info("%s: baseline learned; alarms enabled", instance)
+
+    # -- persistence: baselines survive a restart ----------------------------------
+    def baselines_state(self) -> dict[str, dict]:
+        return {name: st.baseline.to_state() for name, st in self.states.items()}
+
+    def restore_baselines(self, saved: dict[str, dict]) -> None:
+        """Baselines of a previous run, used when each instance first shows up."""
+        self.saved_baselines.update(saved)
+        for name, st in self.states.items():
+            if name in self.saved_baselines:
+                fresh = self._new_state(name)
+                st.baseline, st.learning_logged = fresh.baseline, fresh.learning_logged
 
     def _observe(self, st: TargetState, ob: Observation) -> None:
         st.scrape_duration = ob.duration
@@ -139,20 +203,32 @@ class Engine:
             st.push(np.full(N_FEATURES, np.nan))  # a missing step; rates resume over the gap
             return
         st.up = True
-        st.push(st.features.update(page, ob.ts))
+        row = st.features.update(page, ob.ts)
+        st.push(row)
+        missing = tuple(
+            f.name for f in FEATURES if any(st.features.prev.get(k) is None for k in f.sources)
+        ) if st.features.prev is not None else ()  # fmt: skip
+        if missing != st.missing_features:
+            if missing:
+                log.warning(
+                    "%s: %d features have no source metrics on this page and are not scored: %s",
+                    ob.instance, len(missing), ", ".join(missing),
+                )  # fmt: skip
+            st.missing_features = missing
 
     def _score(self, ready: list[tuple[str, TargetState]]) -> None:
         b = self.bundle
-        X = np.stack([st.rows for _, st in ready])
-        Z = standardize(X, b.mean, b.scale, b.clip)
+        Z = np.stack([st.baseline.normalize(st.rows) for _, st in ready])
         out = self.runtime.run(Z)
         scores = out["score"].astype(float) / b.threshold
         contrib = out.get("contributions")
         flagged = []
         for i, (_, st) in enumerate(ready):
             s = float(scores[i])
+            s = s if math.isfinite(s) else 0.0
             st.streak = st.streak + 1 if s >= 1.0 else 0
-            st.verdict = Verdict(s if np.isfinite(s) else 0.0, st.streak >= b.debounce_steps)
+            # While learning, the score is shown for inspection but never raises an anomaly.
+            st.verdict = Verdict(s, st.streak >= b.debounce_steps and not st.learning)
             if st.verdict.anomaly:
                 flagged.append(i)
         if flagged:  # type and explanation only where they will be shown

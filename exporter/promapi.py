@@ -88,6 +88,24 @@ class PrometheusSource:
                 pages[inst].add(name, labels, float(value))
         return pages
 
+    def scrape_interval(self, lookback: float = 600.0) -> float | None:
+        """Median seconds between the raw samples Prometheus holds for these CoreDNS (None: no data)."""
+        inner = self.query[1:-1].split(", ", 1)
+        sel = ", ".join(
+            ['__name__=~"coredns_dns_requests_total|coredns_dns_request_count_total"', *inner[1:]]
+        )
+        result = self._get(
+            "/api/v1/query", {"query": f"{{{sel}}}[{int(lookback)}s]", "time": f"{time.time():.3f}"}
+        )
+        diffs = [
+            float(b[0]) - float(a[0])
+            for series in result
+            for a, b in zip(
+                series.get("values", [])[:-1], series.get("values", [])[1:], strict=True
+            )
+        ]
+        return float(sorted(diffs)[len(diffs) // 2]) if diffs else None
+
     def fetch(self) -> list[Observation]:
         t0, w0 = time.time(), time.perf_counter()
         result = self._get("/api/v1/query", {"query": self.query, "time": f"{t0:.3f}"})
@@ -108,12 +126,16 @@ class PrometheusSource:
                 "step": f"{step:g}",
             },
         )
+        by_step: list[dict] = [{} for _ in range(steps)]  # one pass over the values
+        for series in result:
+            for t, v in series.get("values", []):
+                k = round((float(t) - start) / step)
+                if 0 <= k < steps:
+                    by_step[k].setdefault(id(series), (series, []))[1].append(v)
         out = []
         for k in range(steps):
             ts = start + k * step
-            pages = self._pages(
-                result,
-                lambda s, ts=ts: [v for t, v in s["values"] if abs(float(t) - ts) < step / 2],
-            )
+            rows = by_step[k]
+            pages = self._pages([s for s, _ in rows.values()], lambda s, rows=rows: rows[id(s)][1])
             out.append([Observation(inst, ts, 0.0, page=p) for inst, p in sorted(pages.items())])
         return out

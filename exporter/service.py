@@ -8,7 +8,11 @@ the old one keeps serving.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -24,6 +28,8 @@ from .targets import TargetSource
 
 log = logging.getLogger("coredns_anomaly.exporter")
 ABSENT_STEPS = 150  # ~5 minutes at a 2 s step, like Prometheus' staleness
+STATE_SAVE_SECONDS = 60.0  # baselines are written to the state file this often, and at exit
+STATE_VERSION = 1
 
 
 @dataclass
@@ -40,6 +46,11 @@ class Settings:
     explain_top: int = 3
     workers: int = 32
     http: HttpOptions = field(default_factory=HttpOptions)
+    state_file: str | None = None  # per-instance baselines survive a restart here
+
+
+class StepMismatch(ValueError):
+    """The model's step cannot work with the data's step; the message says which bundle to use."""
 
 
 def _stamp(path: Path) -> tuple:
@@ -68,6 +79,9 @@ class Exporter:
         self.last_step_seconds = 0.0
         self.reload_requested = threading.Event()
         self._absent_since: dict[str, float] = {}
+        self._state_saved_at = time.monotonic()
+        self._state_warned = False
+        self.load_state()
         timeout = settings.scrape_timeout or 0.75 * bundle.step_seconds
         self.source: TargetSource | None = None
         self.prom: PrometheusSource | None = None
@@ -128,13 +142,80 @@ class Exporter:
 
         return owns(instance, self.s.shard)
 
+    def check_step(self) -> None:
+        """Refuse a model whose step is shorter than the interval Prometheus scrapes at."""
+        if not self.prom:
+            return
+        try:
+            interval = self.prom.scrape_interval()
+        except PrometheusSourceError as exc:
+            log.warning("cannot read the scrape interval from Prometheus (%s)", exc)
+            return
+        if interval is None:
+            log.warning("Prometheus holds no recent CoreDNS samples for the selector yet")
+            return
+        if interval > 1.2 * self.step_seconds:
+            raise StepMismatch(
+                f"Prometheus scrapes these CoreDNS every {interval:g} s but the model "
+                f"{self.model_dir} has a {self.step_seconds:g} s step, so most one-step rates "
+                f"would read 0: use the bundle for that step (models/default-{interval:g}s when "
+                "it ships one) or fit one on your own history: coredns-anomaly fit "
+                "--prometheus URL --start ... --end ..."
+            )
+        log.info("Prometheus scrapes every %g s; model step %g s", interval, self.step_seconds)
+
+    # -- baselines that survive a restart -----------------------------------------
+    def load_state(self) -> None:
+        path = self.s.state_file
+        if not path or not os.path.exists(path):
+            return
+        try:
+            with open(path) as fh:
+                state = json.load(fh)
+            if state.get("version") != STATE_VERSION or not isinstance(state["baselines"], dict):
+                raise ValueError(f"not a version-{STATE_VERSION} state file")
+            if state.get("baseline_spec") != self.engine.bundle.baseline.to_dict():
+                log.warning("%s: saved with another baseline rule; learning anew", path)
+                return
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("state file %s unreadable (%s); every instance learns anew", path, exc)
+            return
+        self.engine.restore_baselines(state["baselines"])
+        log.info("state file %s: %d saved baselines", path, len(state["baselines"]))
+
+    def save_state(self) -> None:
+        """Atomically write every instance's baseline (tmp file + rename, never half a file)."""
+        path = self.s.state_file
+        if not path:
+            return
+        with self.lock:
+            baselines = self.engine.baselines_state()
+            spec = self.engine.bundle.baseline.to_dict()
+        doc = {"version": STATE_VERSION, "saved_at": time.time(), "baseline_spec": spec,
+               "baselines": baselines}  # fmt: skip
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".baselines-", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(doc, fh, separators=(",", ":"), allow_nan=False)
+            os.replace(tmp, path)
+            self._state_warned = False
+        except (OSError, ValueError) as exc:
+            if not self._state_warned:  # once per failure streak, not every minute
+                log.error("cannot write state file %s: %s (baselines will not survive a restart)", path, exc)  # fmt: skip
+                self._state_warned = True
+        self._state_saved_at = time.monotonic()
+
     def warm_up(self) -> None:
-        """With a Prometheus source, fill the windows from history instead of waiting W steps."""
+        """With a Prometheus source, learn baselines and fill windows from history at start."""
         if not self.prom:
             return
         b = self.engine.bundle
+        learn = math.ceil(b.baseline.warmup_seconds / b.step_seconds) + 1
+        steps = min(max(b.window, learn), 11_000)  # Prometheus caps a range at 11,000 points
         try:
-            history = self.prom.history(b.window, b.step_seconds)
+            history = self.prom.history(steps, b.step_seconds)
         except PrometheusSourceError as exc:
             log.warning("no warm start from Prometheus (%s); windows fill live", exc)
             return
@@ -151,6 +232,8 @@ class Exporter:
             self.engine.step(obs)
             self.steps += 1
             self.last_step_seconds = time.perf_counter() - t0
+        if time.monotonic() - self._state_saved_at >= STATE_SAVE_SECONDS:
+            self.save_state()
         for o in obs:
             if o.reason and o.message:
                 log.debug("%s: %s: %s", o.instance, o.reason, o.message)
@@ -205,5 +288,6 @@ class Exporter:
         log.info("model reloaded: %s %s sha256 %s", bundle.kind, bundle.version, bundle.sha256[:12])
 
     def close(self) -> None:
+        self.save_state()
         if self.scraper:
             self.scraper.close()

@@ -47,13 +47,24 @@ def anomaly_rule_file(model: Path, out_dir: Path) -> Path:
 
 
 def wait_scored(stack: Stack, timeout: float) -> None:
+    """Until every instance is scored and its own baseline learned (alarms possible)."""
     want = set(stack.instances.values())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if want <= set(stack.exporter_series("coredns_anomaly")):
+        learning = stack.exporter_series("coredns_anomaly_learning")
+        if want <= set(stack.exporter_series("coredns_anomaly")) and all(
+            learning.get(i) == 0.0 for i in want
+        ):
             return
         time.sleep(1)
-    raise RuntimeError(f"the exporter did not score {sorted(want)} within {timeout:.0f}s")
+    raise RuntimeError(f"the exporter did not score and learn {sorted(want)} within {timeout:.0f}s")
+
+
+def warm_up_seconds(model: Path) -> float:
+    """How long a new instance is learning before it can alarm (the bundle's warm-up)."""
+    from coredns_anomaly.exporter.bundle import meta_field, read_meta
+
+    return float(meta_field(read_meta(model / "model.json"), "input.baseline.warmup_seconds"))
 
 
 def run_demo(s: DemoSettings, say=print) -> dict:
@@ -70,8 +81,12 @@ def run_demo(s: DemoSettings, say=print) -> dict:
             f"  up in {time.time() - t0:.0f}s. Feedback page: {stack.url('webhook')}/  (user {stack.webhook_user}, password in {s.workdir / 'webhook-password'})"
         )
         say(f"  Prometheus: {stack.url('prometheus')}/alerts   exporter: {stack.url('exporter')}/")
-        say("  waiting for the exporter's windows to fill ...")
-        wait_scored(stack, 90)
+        warm = warm_up_seconds(s.model)
+        say(
+            f"  the exporter learns each CoreDNS's own normal first ({warm:.0f} s, as on day one"
+            " in your cluster) ..."
+        )
+        wait_scored(stack, warm + 120)
         episodes = [Episode(cls, u, sick) for cls, u in s.faults]
         with Recorder(stack) as rec:
             time.sleep(s.calm)

@@ -7,6 +7,8 @@ Why these numbers (docs/rules.md has the long form):
   exceed 1 / threshold; critical sits halfway between 1 and that ceiling (the model is clearly
   past its decision, not hovering on it). Unbounded scores (autoencoder, ensemble) go critical
   at 2, twice the validated threshold.
+- `unless ... coredns_anomaly_learning == 1`: while the exporter is still learning an
+  instance's own normal (its warm-up), the score is published for inspection only.
 - `for:` = one model step: the exporter already applies the validated debounce
   (decision_debounce_steps) before it sets `coredns_anomaly`, so the rule only asks the verdict
   to hold one more step (at Prometheus's 15-30 s evaluation interval: two consecutive
@@ -121,7 +123,9 @@ def anomaly_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
             {
                 "alert": "CoreDNSAnomaly",
                 "expr": f"coredns_anomaly_score{{{sel}}} >= {level:g}\n"
-                f"and\ncoredns_anomaly{{{sel}}} == 1",
+                f"and\ncoredns_anomaly{{{sel}}} == 1\n"
+                # an instance whose own normal is still being learned never alerts
+                f"unless on (job, instance)\ncoredns_anomaly_learning{{{sel}}} == 1",
                 "for": hold,
                 "labels": {"severity": severity},
                 "annotations": ann,

@@ -19,7 +19,7 @@ from .render import anchor, duration, seconds
 from .signals import SIGNALS, Signal
 
 INTERVAL = 15  # seconds between samples, a common scrape interval
-SICK, HEALTHY = "10.0.0.10:9153", "10.0.0.11:9153"
+SICK, HEALTHY, LEARNING = "10.0.0.10:9153", "10.0.0.11:9153", "10.0.0.12:9153"
 EXPORTERS = ("coredns-anomaly-0:9096", "coredns-anomaly-1:9096")
 BUCKETS = (
     0.00025,
@@ -100,6 +100,10 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
             [0.2, 0.25] * (n // 2) + [0.2] * (n % 2),
         ),
         _series("coredns_anomaly", {**j, "instance": HEALTHY}, [0] * n),
+        # still learning its own normal: its score is shown, but it never alerts
+        _series("coredns_anomaly_score", {**j, "instance": LEARNING}, [crit_score] * n),
+        _series("coredns_anomaly", {**j, "instance": LEARNING}, [1] * n),
+        _series("coredns_anomaly_learning", {**j, "instance": LEARNING}, [1] * n),
     ]
     for rank, f in enumerate(feats):
         vals = [None if p is None else round(4.0 - rank, 1) for p in present]

@@ -128,3 +128,20 @@ def test_rewrite_replaces_a_previous_dataset(tmp_path):
     ds_mod.write(make_dataset(6), d)
     assert len(ds_mod.load(d).samples) == 2 * 3 * 6
     assert not (tmp_path / "d.tmp").exists()
+
+
+def test_resample_keeps_every_kth_scrape_and_the_counters_as_they_were():
+    """A 2 s dataset as a Prometheus scraping every 6 s would hold it (counters cumulative)."""
+    ds = make_dataset(n_steps=10)
+    r = ds_mod.resample(ds, 3)
+    assert r.step == 3 * ds.step and r.meta["resampled_from"] == {"step_seconds": 2.0, "every": 3}
+    for inst in ds.instances:
+        t = np.sort(r.samples[r.samples["instance"] == inst]["timestamp"].unique())
+        np.testing.assert_allclose(np.diff(t), 6.0)
+    sel = (r.samples["name"] == "coredns_dns_requests_total") & (
+        r.samples["instance"] == "coredns-0"
+    )
+    assert r.samples[sel].sort_values("timestamp")["value"].tolist() == [0.0, 30.0, 60.0, 90.0]
+    assert r.labels.equals(ds.labels)
+    with pytest.raises(ValueError):
+        ds_mod.resample(ds, 0)

@@ -14,7 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
 
     rec = lab_sub.add_parser("record", help="play a seeded fault schedule and write a dataset")
-    rec.add_argument("--preset", default="demo", help="named run: shipped (data/lab-v1) or demo")
+    rec.add_argument(
+        "--preset", default="demo",
+        help="named run: shipped (data/lab-v1), demo, or an environment env-* (data/envs/)",
+    )  # fmt: skip
     rec.add_argument("--out", type=Path, required=True, help="dataset directory to write")
     rec.add_argument("--instances", type=int, help="override the preset's fleet size")
     rec.add_argument("--step", type=float, help="override the sampling step, seconds")
@@ -23,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--classes", help="comma-separated fault classes (default: the preset's)")
     rec.add_argument("--plot", type=Path, help="also write a timeline PNG here")
     rec.add_argument("--workdir", type=Path, help="keep CoreDNS configs and logs here")
+    rec.add_argument(
+        "--coredns", type=Path,
+        help="CoreDNS binary of the fronts (default: the preset's release, "
+        ".tools/coredns-VERSION/coredns from scripts/build-coredns.sh, or the pinned one)",
+    )  # fmt: skip
     rec.set_defaults(handler=_lab_record)
 
     plot = lab_sub.add_parser("plot", help="PNG timeline of a dataset with its episodes shaded")
@@ -99,6 +107,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--quick", action="store_true", help="one configuration per model (smoke runs)")
     tr.set_defaults(handler=_train)
 
+    fit = sub.add_parser(
+        "fit", help="learn a fleet's own normal from its history: bundle + threshold + report"
+    )
+    fit.add_argument("--dataset", type=Path, action="append", help="dataset directory (repeatable)")
+    fit.add_argument("--prometheus", help="collect from this Prometheus API instead of --dataset")
+    fit.add_argument("--start", help="with --prometheus: RFC 3339 time or unix seconds")
+    fit.add_argument("--end", help="with --prometheus: RFC 3339 time or unix seconds")
+    fit.add_argument("--step", type=float, default=30.0, help="with --prometheus: seconds")
+    fit.add_argument(
+        "--selector", default='{job=~".*coredns.*"}', help="with --prometheus: series selector"
+    )
+    fit.add_argument("--collect-out", type=Path, help="with --prometheus: also keep the dataset")
+    fit.add_argument("--bearer-token-file", type=Path)
+    fit.add_argument("--basic-auth-user")
+    fit.add_argument("--basic-auth-password-file", type=Path)
+    fit.add_argument("--ca-file", type=Path, help="CA bundle to verify the server")
+    fit.add_argument("--insecure-skip-verify", action="store_true")
+    fit.add_argument("--cert-file", type=Path, help="client certificate (mTLS)")
+    fit.add_argument("--key-file", type=Path)
+    fit.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    fit.add_argument("--report", type=Path, help="directory for fit-report.md/.json and PNGs")
+    fit.add_argument(
+        "--budget-per-day", type=float, default=1.0, help="false alarms per instance per day"
+    )
+    fit.add_argument("--labels", type=Path, help="engineers' label file (docs/labels.md)")
+    fit.add_argument("--base-model", type=Path, help="start from this bundle's keras weights")
+    fit.add_argument("--epochs", type=int, default=30)
+    fit.add_argument("--window", type=int, default=8, help="steps per window")
+    fit.add_argument("--debounce", type=int, default=1, help="consecutive steps for an alarm")
+    fit.add_argument("--min-hours", type=float, default=2.0, help="least data per instance, hours")
+    fit.add_argument("--max-train-windows", type=int, default=40_000)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(handler=_fit)
+
     dset = sub.add_parser("dataset", help="inspect or export a dataset")
     dset_sub = dset.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")
     info = dset_sub.add_parser("info", help="summary: duration, instances, episodes per class")
@@ -112,17 +154,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     om.add_argument("--out", type=Path, required=True)
     om.add_argument("--job", default="coredns-lab", help="job label to give every series")
     om.set_defaults(handler=_dataset_openmetrics)
+    rs = dset_sub.add_parser(
+        "resample",
+        help="keep every K-th scrape: the dataset as a slower Prometheus (e.g. 15 or 30 s) holds it",
+    )
+    rs.add_argument("dataset", type=Path)
+    rs.add_argument("--every", type=int, required=True, help="keep one scrape in K")
+    rs.add_argument("--out", type=Path, required=True)
+    rs.set_defaults(handler=_dataset_resample)
 
 
 def _lab_record(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from coredns_anomaly.cli import UsageError
 
     from . import dataset as ds_mod
     from .lab import faults, processes
     from .lab.lab import Lab, LabSettings
-    from .lab.presets import PRESETS
+    from .lab.presets import PRESETS, environment_card
 
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
@@ -151,11 +201,29 @@ def _lab_record(args: argparse.Namespace) -> int:
     log.info(
         "%s: %d instances, %d items, %.1f min", args.preset, p.instances, len(schedule), end / 60
     )
+    coredns_bin = args.coredns
+    if coredns_bin is None and p.release:
+        root = Path(__file__).resolve().parent.parent
+        coredns_bin = root / ".tools" / f"coredns-{p.release}" / "coredns"
+        if not coredns_bin.exists():
+            raise UsageError(
+                f"preset {args.preset} runs CoreDNS {p.release}: build it first with "
+                f"scripts/build-coredns.sh {p.release} (or pass --coredns PATH)"
+            )
     processes.install_signal_handlers()
-    settings = LabSettings(p.instances, p.step, p.seed, p.base_rates, args.workdir)
+    settings = LabSettings(
+        p.instances, p.step, p.seed, p.base_rates, args.workdir, cache=p.cache,
+        rewrite=p.rewrite, autopath=p.autopath, mix=p.mix,
+        coredns_bin=str(coredns_bin) if coredns_bin else None,
+    )  # fmt: skip
+    env = environment_card(args.preset, p, schedule)
     try:
         with Lab(settings) as lab:
-            ds = lab.record(schedule, {"preset": args.preset, "preset_settings": p.__dict__})
+            ds = lab.record(
+                schedule,
+                {"preset": args.preset, "preset_settings": asdict(p), "environment": env},
+            )
+            env["release"] = ds.meta.get("coredns_version", p.release)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from exc
     ds_mod.write(ds, args.out)
@@ -189,6 +257,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+
+    from .fit import FitError, run
+
+    try:
+        run(args)
+    except FitError as exc:
+        raise UsageError(str(exc)) from exc
+    return 0
+
+
 def _lab_plot(args: argparse.Namespace) -> int:
     from .dataset import load
     from .plots import timeline
@@ -211,6 +291,22 @@ def _dataset_info(args: argparse.Namespace) -> int:
     from .dataset import load, summary
 
     print(json.dumps(summary(load(args.dataset)), indent=2))
+    return 0
+
+
+def _dataset_resample(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+
+    from . import dataset as ds_mod
+
+    if args.every < 1:
+        raise UsageError("--every must be >= 1")
+    try:
+        ds = ds_mod.resample(ds_mod.load(args.dataset), args.every)
+    except ds_mod.DatasetError as exc:
+        raise UsageError(str(exc)) from exc
+    ds_mod.write(ds, args.out)
+    print(f"dataset: {args.out} (step {ds.step:g} s)")
     return 0
 
 

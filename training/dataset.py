@@ -243,3 +243,20 @@ def label_sources_at(ds: Dataset, instance: str, times: np.ndarray) -> np.ndarra
         elif cls == "false_alarm":
             out[inside] = "false_alarm"
     return out
+
+
+def resample(ds: Dataset, every: int) -> Dataset:
+    """Every `every`-th scrape of each instance: what a Prometheus scraping `every` times less
+    often would hold (counters are cumulative, so nothing else changes). Labels are intervals
+    and carry over as they are; the card records the new step and where it came from."""
+    if every < 1:
+        raise ValueError("every must be >= 1")
+    keep = []
+    for _inst, df in ds.samples.groupby("instance", observed=True):
+        times = np.sort(df["timestamp"].unique())
+        keep.append(df[df["timestamp"].isin(times[::every])])
+    samples = pd.concat(keep, ignore_index=True) if keep else ds.samples.iloc[:0]
+    meta = dict(ds.meta)
+    meta["step_seconds"] = ds.step * every
+    meta["resampled_from"] = {"step_seconds": ds.step, "every": every}
+    return Dataset(samples, ds.labels.copy(), meta)

@@ -258,7 +258,13 @@ class AnomalyDetector:
 
     def _set_state(self, m: dict) -> None:
         self.feature_names = tuple(m["feature_names"])
-        self.scaler = Scaler.from_dict(m["scaler"]) if m.get("scaler") else None
+        sc = m.get("scaler")
+        if sc and "baseline" not in sc:
+            raise ValueError(
+                "this detector was saved with the global lab scaler (before per-instance "
+                "baselines); retrain it with `coredns-anomaly train` or `coredns-anomaly fit`"
+            )
+        self.scaler = Scaler.from_dict(sc, len(self.feature_names)) if sc else None
         self.threshold, self.thresholds = float(m["threshold"]), m.get("thresholds", {})
         self.threshold_rules, self.rule = m.get("threshold_rules", {}), m.get("rule", "")
         self.center = None if m.get("center") is None else np.asarray(m["center"], np.float32)

@@ -1,4 +1,4 @@
-"""The model bundle (shared/DESIGN.md): model.tflite + model.json with its sha256.
+"""The model bundle (contract: docs/exporter.md, exporter/bundle.py): model.tflite + model.json with its sha256.
 
 Conversion uses TFLite builtins only, so a graph that would need Flex (Select TF) ops fails
 here, at export, instead of at the exporter. Before writing, the TFLite model must match
@@ -20,7 +20,7 @@ from coredns_anomaly import __version__
 if TYPE_CHECKING:
     from .detector import AnomalyDetector
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_ABS_DIFF = 1e-5
 OUTPUTS = ("score", "embedding", "contributions")
 
@@ -92,7 +92,7 @@ def export_bundle(
         "feature_names": list(det.feature_names),
         "window": det.window,
         "step_seconds": det.step_seconds,
-        "scaler": det.scaler.to_dict(),
+        "input": det.scaler.to_dict(),
         "inputs": {"window": [None, det.window, len(det.feature_names)]},
         "outputs": {
             "score": "raw anomaly score, higher is more anomalous",

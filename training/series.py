@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..exporter.bundle import standardize
+from ..exporter.baseline import BaselineSpec, Replay, replay
 
 NORMAL = "normal"
 
@@ -25,6 +25,9 @@ class Series:
     labels: np.ndarray
     feature_names: tuple[str, ...] = ()
     label_source: np.ndarray | None = None  # per step: lab | verified | weak | "" (normal)
+    # The instance's own baseline before each step, replayed over the whole recording before
+    # any split (a split must not restart the warm-up): see attach_baseline.
+    baseline: Replay | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float64)
@@ -42,7 +45,15 @@ class Series:
         return Series(
             self.instance, self.times[a:b], self.X[a:b], self.labels[a:b],
             self.feature_names, self.label_source[a:b],
+            None if self.baseline is None else self.baseline.slice(a, b),
         )  # fmt: skip
+
+
+def attach_baseline(s: Series, spec: BaselineSpec | None = None) -> Series:
+    """Replay the exporter's per-instance baseline over `s` (labelled steps kept out of it)."""
+    spec = spec or BaselineSpec.for_features(s.X.shape[1])
+    s.baseline = replay(s.X, s.times, s.labels != NORMAL, spec)
+    return s
 
 
 @dataclass
@@ -95,33 +106,41 @@ class Windows:
 
 @dataclass
 class Scaler:
-    """Standardisation fit on normal training steps only; NaN (masked) becomes 0 = the mean."""
+    """The input rule: every instance against its own normal (exporter/baseline.py).
 
-    mean: np.ndarray
-    scale: np.ndarray
-    clip: float = 10.0
+    Nothing is fitted across instances: `fit` only fixes the baseline spec, which travels in
+    the bundle so the exporter learns each instance's baseline exactly as training replayed it.
+    """
+
+    spec: BaselineSpec = field(default_factory=BaselineSpec)
 
     @classmethod
-    def fit(cls, series: list[Series]) -> Scaler:
-        rows = np.concatenate([s.X[s.labels == NORMAL] for s in series])
-        mean = np.nanmean(rows, axis=0)
-        std = np.nanstd(rows, axis=0)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        # A feature constant in normal traffic (e.g. panics) still must show when it moves.
-        scale = np.where(np.isfinite(std) & (std > 1e-3), std, 1e-3)
-        return cls(mean, scale)
+    def fit(cls, series: list[Series], spec: BaselineSpec | None = None) -> Scaler:
+        out = cls(spec or BaselineSpec.for_features(series[0].X.shape[1] if series else 0))
+        for s in series:
+            if s.baseline is None:
+                attach_baseline(s, out.spec)
+        return out
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return standardize(X, self.mean, self.scale, self.clip)
+    @property
+    def clip(self) -> float:
+        return self.spec.clip
+
+    def windows(self, s: Series, last: np.ndarray, window: int) -> np.ndarray:
+        """(N, W, F) model input for the windows of `s` ending at steps `last`."""
+        if s.baseline is None or s.baseline.spec != self.spec:
+            attach_baseline(s, self.spec)
+        assert s.baseline is not None
+        view = np.lib.stride_tricks.sliding_window_view(s.X, window, axis=0)  # (T-W+1, F, W)
+        Xw = np.transpose(view[last - window + 1], (0, 2, 1))
+        return s.baseline.normalize_windows(Xw, last, self.spec.clip)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "clip": self.clip}
+        return {"normalization": "instance_baseline", "baseline": self.spec.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Scaler:
-        return cls(
-            np.asarray(d["mean"], float), np.asarray(d["scale"], float), float(d.get("clip", 10.0))
-        )
+    def from_dict(cls, d: dict, n_features: int) -> Scaler:
+        return cls(BaselineSpec.from_dict(d["baseline"], n_features))
 
 
 def make_windows(
@@ -134,18 +153,21 @@ def make_windows(
     """Every window of `window` steps inside each series (never across series or splits).
 
     Windows whose last step is missing (target down) or that are mostly missing are dropped:
-    the exporter publishes no score for those either. Windows touching any step of
+    the exporter publishes no score for those either; so are windows while the instance's
+    baseline is still learning (the exporter never alarms then). Windows touching any step of
     `exclude_classes` are dropped too (leave-classes-out: never seen, not even as context).
     """
     parts = []
     for s in series:
         if len(s.X) < window:
             continue
-        Z = scaler.transform(s.X)
+        if s.baseline is None or s.baseline.spec != scaler.spec:
+            attach_baseline(s, scaler.spec)
+        assert s.baseline is not None
         missing = np.isnan(s.X).all(axis=1)
         idx = np.arange(window - 1, len(s.X))
         miss_frac = np.convolve(missing.astype(float), np.ones(window), "valid") / window
-        keep = ~missing[idx] & (miss_frac <= max_missing)
+        keep = ~missing[idx] & (miss_frac <= max_missing) & s.baseline.warm[idx]
         anomalous = (s.labels != NORMAL).astype(float)
         touched = np.convolve(anomalous, np.ones(window), "valid") > 0
         if exclude_classes:
@@ -154,8 +176,7 @@ def make_windows(
         idx = idx[keep]
         if not len(idx):
             continue
-        view = np.lib.stride_tricks.sliding_window_view(Z, window, axis=0)  # (T-W+1, F, W)
-        Xw = np.transpose(view[idx - window + 1], (0, 2, 1)).copy()
+        Xw = scaler.windows(s, idx, window)
         parts.append(
             Windows(
                 Xw,
@@ -186,6 +207,8 @@ def time_split(series: list[Series], fractions: tuple[float, float] = (0.55, 0.2
     """
     tr, va, te = [], [], []
     for s in series:
+        if s.baseline is None:  # before cutting: a split must not restart the warm-up
+            attach_baseline(s)
         n = len(s.times)
         a = _after_episode(s.labels, int(n * fractions[0]))
         b = _after_episode(s.labels, max(a, int(n * (fractions[0] + fractions[1]))))

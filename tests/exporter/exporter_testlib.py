@@ -286,13 +286,44 @@ def bump_mtime(path: Path) -> None:
     os.utime(path, ns=(t, t))
 
 
-def prefill(x, clock: FakeClock, feeds: dict, steps: int) -> None:
+_WARM: dict[tuple, dict] = {}
+
+
+def warm_baseline_state(bundle, scenario: str = "normal") -> dict:
+    """A baseline learned from the recorded healthy pages over the bundle's whole warm-up, as a
+    state the exporter restores (the path a restart takes): tests need an instance that already
+    knows its normal before a fault, as a deployed exporter does after its first minutes."""
+    from coredns_anomaly.exporter.baseline import InstanceBaseline
+    from coredns_anomaly.exporter.features import FEATURE_NAMES, NEEDED_NAMES, FeatureState
+    from coredns_anomaly.exporter.page import parse_needed
+
+    key = (bundle.sha256, scenario)
+    if key not in _WARM:
+        spec, step = bundle.baseline, bundle.step_seconds
+        tl, fs = Timeline(scenario), FeatureState()
+        b = InstanceBaseline(spec, len(FEATURE_NAMES))
+        t = 1_700_000_000.0
+        n = int(spec.warmup_seconds / step) + int(spec.sample_every / step) * (spec.min_rows + 2)
+        for i in range(n):
+            t += step
+            b.observe(fs.update(parse_needed(tl.page(i), NEEDED_NAMES), t), t)
+        assert b.warm()
+        _WARM[key] = b.to_state()
+    return _WARM[key]
+
+
+def prefill(x, clock: FakeClock, feeds: dict, steps: int, warm: bool = True) -> None:
     """Feed `steps` steps of each instance's timeline straight into the exporter's engine (the
     same pages the page server would serve next, on the same clock), so a test need not scrape
     a whole window over HTTP before the steps it is about. feeds: instance -> (Timeline,
-    the page server's step counter from PageServer.timeline)."""
+    the page server's step counter from PageServer.timeline). With `warm`, an instance still
+    learning gets a baseline already learned on healthy pages (warm_baseline_state)."""
     from coredns_anomaly.exporter.engine import Observation
 
+    if warm:
+        states = x.engine.states
+        cold = [i for i in feeds if i not in states or states[i].learning]
+        x.engine.restore_baselines({i: warm_baseline_state(x.engine.bundle) for i in cold})
     for _ in range(steps):
         clock.now += x.engine.bundle.step_seconds
         obs = []

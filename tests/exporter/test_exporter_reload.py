@@ -22,8 +22,6 @@ from exporter_testlib import (  # fmt: skip
     value,
 )
 
-from coredns_anomaly.exporter.bundle import standardize
-
 
 def set_meta(model, **changes) -> None:
     meta = json.loads((model / "model.json").read_text())
@@ -41,7 +39,7 @@ def expected_score(x, instance: str) -> float:
     """The normalised score the engine should have published: the model's raw score of the
     instance's window over the serving bundle's threshold."""
     b, st = x.engine.bundle, x.engine.states[instance]
-    raw = x.engine.runtime.run(standardize(st.rows[None], b.mean, b.scale, b.clip))["score"]
+    raw = x.engine.runtime.run(st.baseline.normalize(st.rows)[None])["score"]
     return float(raw[0]) / b.threshold
 
 

@@ -35,7 +35,7 @@ def test_bundle_metadata_matches_the_model_and_the_feature_list(shipped):
     assert b"Flex" not in flat
     for key in (
         "schema_version",
-        "scaler",
+        "input",
         "anomaly_types",
         "versions",
         "evaluation",

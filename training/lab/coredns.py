@@ -29,6 +29,17 @@ class FrontConfig:
     acl_block_types: tuple[str, ...] = ()  # non-empty: REFUSED for these types (misconfig)
     acl_block_all: bool = False
     generation: int = 0  # bumping it alone makes a benign reload
+    # Plugin chain variants of an environment (the defaults are the shipped datasets' chain).
+    cache: bool = True
+    rewrite: bool = False  # a harmless rewrite every cluster query passes through
+    autopath: bool = False  # server-side search path, from resolv.conf in the zone dir
+
+    def plugins(self) -> list[str]:
+        """The front's plugins, as the dataset card lists them."""
+        out = ["errors", "health", "ready", "prometheus", "acl (misconfig only)"]
+        out += ["rewrite"] * self.rewrite + ["autopath"] * self.autopath
+        out += ["file (cluster.local)", "forward"] + ["cache"] * self.cache
+        return out + ["loop", "reload", "loadbalance"]
 
     def render(self, ports: dict[str, int], zone_dir: Path, upstream: str) -> str:
         acl = ""
@@ -36,6 +47,21 @@ class FrontConfig:
             acl = "    acl {\n        block\n    }\n"
         elif self.acl_block_types:
             acl = f"    acl {{\n        block type {' '.join(self.acl_block_types)}\n    }}\n"
+        rewrite = autopath = ""
+        cache = (
+            f"    cache {self.cache_ttl} {{\n"
+            f"        success {self.cache_success}\n"
+            f"        denial {self.cache_denial}\n"
+            f"    }}\n"
+        )
+        if not self.cache:
+            cache = ""
+        if self.rewrite:
+            # Rewrites every service name onto itself: the plugin's work, the same answers.
+            rewrite = "    rewrite name suffix .svc.cluster.local .svc.cluster.local\n"
+        if self.autopath:
+            # A resolv.conf-style file as the search path source (write_zones writes it).
+            autopath = f"    autopath {catalog.CLUSTER_DOMAIN} {zone_dir / AUTOPATH_RESOLV}\n"
         return (
             f"# coredns-anomaly lab front, generation {self.generation}\n"
             f".:{ports['dns']} {{\n"
@@ -45,16 +71,15 @@ class FrontConfig:
             f"    ready 127.0.0.1:{ports['ready']}\n"
             f"    prometheus 127.0.0.1:{ports['metrics']}\n"
             f"{acl}"
+            f"{rewrite}"
+            f"{autopath}"
             f"    file {zone_dir / 'cluster.local.db'} {catalog.CLUSTER_DOMAIN}\n"
             f"    forward . {upstream} {{\n"
             f"        max_concurrent 1000\n"
             # Harmless knob a benign reload turns (the reload plugin ignores comment edits).
             f"        expire {10 + self.generation % 7}s\n"
             f"    }}\n"
-            f"    cache {self.cache_ttl} {{\n"
-            f"        success {self.cache_success}\n"
-            f"        denial {self.cache_denial}\n"
-            f"    }}\n"
+            f"{cache}"
             f"    loop\n"
             f"    reload 2s 1s\n"
             f"    loadbalance\n"
@@ -62,9 +87,21 @@ class FrontConfig:
         )
 
 
+# The search path autopath applies: the pods of one namespace, as when autopath reads a
+# resolv.conf file instead of asking the kubernetes plugin for each pod's namespace.
+AUTOPATH_RESOLV = "resolv.conf"
+AUTOPATH_NAMESPACE = "default"
+
+
+def autopath_resolv_conf(namespace: str = AUTOPATH_NAMESPACE) -> str:
+    d = catalog.CLUSTER_DOMAIN
+    return f"search {namespace}.svc.{d} svc.{d} {d}\noptions ndots:5\n"
+
+
 def write_zones(zone_dir: Path, cat: catalog.Catalog) -> None:
     zone_dir.mkdir(parents=True, exist_ok=True)
     (zone_dir / "cluster.local.db").write_text(catalog.cluster_zone(cat))
+    (zone_dir / AUTOPATH_RESOLV).write_text(autopath_resolv_conf())
     for tld in catalog.EXTERNAL_TLDS:
         (zone_dir / f"{tld}.db").write_text(catalog.external_zone(cat, tld))
 

@@ -63,6 +63,10 @@ def apply_fault(inst: Instance, cls: str, u: float) -> dict:
         inst.start_dnsperf("attack", qps)
         return {"attack_qps": qps}
     if cls == "cache_thrash":
+        # Unique existing names: with the cache plugin they churn its success cache; in an
+        # environment without cache (env-nocache-rewrite) the same traffic is a flood of
+        # never-repeating names that all go upstream (no cache metrics to move, the label
+        # still marks the anomalous load).
         qps = int(150 + 850 * u)
         inst.start_dnsperf("thrash", qps)
         return {"unique_name_qps": qps}
@@ -167,7 +171,14 @@ class CpuLimiter:
 
     def limit(self, pid: int, cores: float) -> None:
         if self.mode == "cgroup":
-            (self.path / "cpu.cfs_quota_us").write_text(str(max(1000, int(cores * self.period_us))))
+            period, quota = self.period_us, int(cores * self.period_us)
+            if quota < 1000:
+                # Below the kernel's 1 ms minimum quota (a CoreDNS of a few lookups/s uses
+                # < 0.01 cores): stretch the period instead, up to 1 s, so the share holds.
+                period, quota = min(1_000_000, int(1000 / max(cores, 0.001))), 1000
+            (self.path / "cpu.cfs_quota_us").write_text("-1")
+            (self.path / "cpu.cfs_period_us").write_text(str(period))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
             (self.path / "cgroup.procs").write_text(str(pid))
             return
         self._duty_stop.clear()
@@ -181,6 +192,7 @@ class CpuLimiter:
                     (self.root / "cgroup.procs").write_text(str(pid))
             with contextlib.suppress(OSError):
                 (self.path / "cpu.cfs_quota_us").write_text("-1")
+                (self.path / "cpu.cfs_period_us").write_text(str(self.period_us))
         elif self._duty is not None:
             self._duty_stop.set()
             self._duty.join()

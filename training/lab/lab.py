@@ -40,6 +40,12 @@ class LabSettings:
     seed: int = 0
     base_rates: tuple[float, ...] = (150.0,)  # lookups/s per instance (cycled)
     workdir: Path | None = None
+    # Environment knobs; the defaults are the shipped datasets' environment.
+    cache: bool = True
+    rewrite: bool = False
+    autopath: bool = False
+    mix: traffic.QueryMix = field(default_factory=traffic.QueryMix)
+    coredns_bin: str | None = None  # the fronts' CoreDNS (None: the pinned one)
 
 
 @dataclass
@@ -86,10 +92,12 @@ class Instance:
             self.dnsperf = None
 
 
-def write_query_files(workdir: Path, cat: cat_mod.Catalog, seed: int) -> dict[str, Path]:
+def write_query_files(
+    workdir: Path, cat: cat_mod.Catalog, seed: int, mix: traffic.QueryMix | None = None
+) -> dict[str, Path]:
     """dnsperf inputs: a flood of ordinary lookups, a random-subdomain attack, cache thrash."""
     rng = random.Random(seed)
-    model = traffic.LookupModel(cat, seed)
+    model = traffic.LookupModel(cat, seed, mix)
     files = {}
     lines = []
     while len(lines) < 20000:
@@ -117,7 +125,12 @@ class Lab:
 
     def __init__(self, settings: LabSettings) -> None:
         self.s = settings
-        self.coredns_bin = processes.find_binary("coredns", "COREDNS_BIN")
+        # The upstream ("the internet") always runs the pinned CoreDNS; the fronts may run
+        # another release (an environment's), given as a path.
+        self.upstream_bin = processes.find_binary("coredns", "COREDNS_BIN")
+        self.coredns_bin = (
+            str(Path(settings.coredns_bin).resolve()) if settings.coredns_bin else self.upstream_bin
+        )
         self.dnsperf_bin = processes.find_binary("dnsperf", "DNSPERF_BIN")
         self._own_workdir = settings.workdir is None
         self.workdir = Path(
@@ -146,7 +159,7 @@ class Lab:
         write_zones(zone_dir, self.catalog)
         up_port, up_metrics = processes.free_port(), processes.free_port()
         self.upstream = CoreDNSServer(
-            "upstream", self.workdir / "upstream", self.coredns_bin,
+            "upstream", self.workdir / "upstream", self.upstream_bin,
             upstream_corefile(up_port, up_metrics, zone_dir),
             ports={"dns": up_port, "metrics": up_metrics},
         )  # fmt: skip
@@ -169,7 +182,7 @@ class Lab:
         proxy = FaultProxy(processes.free_port(), ("127.0.0.1", up_port), seed=self.s.seed + i)
         proxy.start()
         ports = {k: processes.free_port() for k in ("dns", "metrics", "health", "ready")}
-        config = FrontConfig()
+        config = FrontConfig(cache=self.s.cache, rewrite=self.s.rewrite, autopath=self.s.autopath)
         wd = self.workdir / name
         front = CoreDNSServer(
             name, wd, self.coredns_bin,
@@ -180,11 +193,11 @@ class Lab:
         tt = traffic.TargetTraffic(
             server=("127.0.0.1", ports["dns"]),
             curve=traffic.RateCurve(base=rate, seed=self.s.seed * 100 + i),
-            model=traffic.LookupModel(self.catalog, seed=self.s.seed * 100 + i),
+            model=traffic.LookupModel(self.catalog, seed=self.s.seed * 100 + i, mix=self.s.mix),
         )
         inst = Instance(
             name, front, config, proxy, tt, faults.CpuLimiter(name), zone_dir,
-            query_files=write_query_files(wd, self.catalog, self.s.seed * 100 + i),
+            query_files=write_query_files(wd, self.catalog, self.s.seed * 100 + i, self.s.mix),
             dnsperf_bin=self.dnsperf_bin,
         )  # fmt: skip
         return inst
@@ -322,11 +335,14 @@ class Lab:
             "seed": self.s.seed,
             "instances": {inst.name: {"metrics_url": inst.front.metrics_url, "base_lookups_per_s": inst.traffic.curve.base} for inst in self.instances},
             "traffic_profile": {
-                "lookup_mix": traffic.LOOKUP_MIX, "ndots": 5, "search_path": traffic.search_path("<ns>"),
+                "lookup_mix": traffic.LOOKUP_MIX, "ndots": self.s.mix.ndots,
+                "search_path": traffic.search_path("<ns>", length=self.s.mix.search),
+                "query_mix": self.s.mix.describe(),
                 "rate_curve": {"swing": 0.25, "period_s": 900, "noise": 0.08},
                 "catalog": {"services": len(self.catalog.services), "external_names": len(self.catalog.external_names)},
             },
-            "front_plugins": ["errors", "health", "ready", "prometheus", "acl (misconfig only)", "file (cluster.local)", "forward", "cache", "loop", "reload", "loadbalance"],
+            "front_plugins": FrontConfig(cache=self.s.cache, rewrite=self.s.rewrite, autopath=self.s.autopath).plugins(),
+            "upstream_coredns_version": coredns_version(self.upstream_bin),
             "cpu_limiter": self.instances[0].cpu.mode if self.instances else "none",
             "host": {"hostname": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "tools": {"dnsperf": dnsperf_line.strip()},

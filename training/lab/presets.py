@@ -1,10 +1,15 @@
-"""Named lab runs. `shipped` made data/lab-v1; `demo` is the README's short run."""
+"""Named lab runs. `shipped` made data/lab-v1; `demo` is the README's short run; `env-*` are
+environments that differ from the shipped one (release, plugins, query mix, rates, step) and
+made data/envs/ (docs/dataset.md, "Environments")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from . import traffic
+from .coredns import FrontConfig
 from .faults import FAULT_CLASSES
+from .traffic import QueryMix
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,21 @@ class Preset:
     gap: tuple[float, float]
     duration: tuple[float, float]
     benign_probability: float
+    # The environment (defaults: the shipped one). release "" is the pinned CoreDNS
+    # (.tools/bin/coredns); another one runs .tools/coredns-vX.Y.Z/coredns, built by
+    # scripts/build-coredns.sh.
+    release: str = ""
+    cache: bool = True
+    rewrite: bool = False
+    autopath: bool = False
+    mix: QueryMix = field(default_factory=QueryMix)
+    description: str = ""
 
+
+# Every environment preset starts with >= 12 healthy minutes (the detector learns each
+# instance's own normal in the first ~10) before its first fault.
+ENV_WARMUP = 750.0
+SECOND_RELEASE = "v1.12.4"
 
 PRESETS = {
     # The shipped dataset: a fleet of 4, every class 8 times at spread intensities.
@@ -34,4 +53,54 @@ PRESETS = {
         classes=("upstream_latency", "random_subdomain"), episodes_per_class=1, warmup=30.0,
         gap=(20.0, 25.0), duration=(25.0, 30.0), benign_probability=1.0,
     ),
+    # -- environments (data/envs/<name>) ------------------------------------------------
+    "env-small": Preset(
+        instances=4, step=2.0, seed=3101, base_rates=(4.0, 8.0, 12.0, 16.0),
+        classes=FAULT_CLASSES, episodes_per_class=3, warmup=ENV_WARMUP,
+        gap=(55.0, 100.0), duration=(35.0, 65.0), benign_probability=0.6,
+        description="a small cluster: 3-20 lookups/s, pinned release, full chain",
+    ),
+    "env-nocache-rewrite": Preset(
+        instances=4, step=2.0, seed=3102, base_rates=(60.0, 80.0, 100.0, 120.0),
+        classes=FAULT_CLASSES, episodes_per_class=3, warmup=ENV_WARMUP,
+        gap=(55.0, 100.0), duration=(35.0, 65.0), benign_probability=0.6,
+        release=SECOND_RELEASE, cache=False, rewrite=True, mix=QueryMix(aaaa_share=0.0),
+        description="no cache, a rewrite rule, IPv4-only clients (A only), older release",
+    ),
+    "env-autopath": Preset(
+        instances=4, step=2.0, seed=3103, base_rates=(150.0, 200.0, 250.0, 300.0),
+        classes=FAULT_CLASSES, episodes_per_class=3, warmup=ENV_WARMUP,
+        gap=(55.0, 100.0), duration=(35.0, 65.0), benign_probability=0.6,
+        release=SECOND_RELEASE, autopath=True, mix=QueryMix(ndots=2, other_share=0.05),
+        description="autopath from a resolv.conf, ndots 2, 5% SRV/PTR/TXT, older release",
+    ),
+    "env-large": Preset(
+        instances=2, step=2.0, seed=3104, base_rates=(500.0, 800.0),
+        classes=FAULT_CLASSES, episodes_per_class=1, warmup=ENV_WARMUP,
+        gap=(70.0, 120.0), duration=(35.0, 60.0), benign_probability=0.6,
+        description="a busy cluster: 500-900 lookups/s per instance, pinned release",
+    ),
+    "env-step15": Preset(
+        instances=4, step=15.0, seed=3105, base_rates=(20.0, 80.0, 160.0, 300.0),
+        classes=FAULT_CLASSES, episodes_per_class=2, warmup=ENV_WARMUP,
+        gap=(170.0, 280.0), duration=(120.0, 220.0), benign_probability=0.6,
+        description="a 15 s scrape interval, faults of 2-4 min, 20-300 lookups/s",
+    ),
 }  # fmt: skip
+
+
+def environment_card(name: str, p: Preset, schedule: list) -> dict:
+    """What makes this recording's environment: release, plugins, query mix, rates, step."""
+    end = max(it.at for it in schedule)
+    first = min((it.at for it in schedule if it.anomaly), default=end)
+    return {
+        "name": name, "description": p.description, "release": p.release or "pinned",
+        "plugins": FrontConfig(cache=p.cache, rewrite=p.rewrite, autopath=p.autopath).plugins(),
+        "query_mix": p.mix.describe(),
+        "search_path": traffic.search_path("<ns>", length=p.mix.search),
+        "base_lookups_per_s": list(p.base_rates), "instances": p.instances,
+        "step_seconds": p.step, "planned_minutes": round(end / 60, 1),
+        "healthy_minutes_before_first_fault": round(first / 60, 1),
+        "fault_duration_s": list(p.duration), "gap_s": list(p.gap),
+        "episodes_per_class": p.episodes_per_class,
+    }  # fmt: skip

@@ -25,15 +25,22 @@ QTYPE = {"A": 1, "AAAA": 28, "SRV": 33, "PTR": 12, "TXT": 16}
 RCODE_NAMES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
 
 
-def search_path(namespace: str, domain: str = cat_mod.CLUSTER_DOMAIN) -> list[str]:
-    return [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
+# Node search domains a cloud appends after the cluster's three (they all end in NXDOMAIN
+# upstream): a search path longer than 3 walks into these.
+NODE_SEARCH_DOMAINS = ("c.lab-project.internal", "google.internal", "ec2.internal")
 
 
-def expand(name: str, namespace: str, ndots: int = 5) -> list[str]:
+def search_path(namespace: str, domain: str = cat_mod.CLUSTER_DOMAIN, length: int = 3) -> list[str]:
+    """A pod's resolv.conf search list: the cluster's 3 suffixes, cut or extended to `length`."""
+    full = [f"{namespace}.svc.{domain}", f"svc.{domain}", domain, *NODE_SEARCH_DOMAINS]
+    return full[: max(0, min(length, len(full)))]
+
+
+def expand(name: str, namespace: str, ndots: int = 5, search: int = 3) -> list[str]:
     """The absolute names a glibc/musl resolver tries for `name`, in order."""
     if name.endswith("."):
         return [name]
-    suffixed = [f"{name}.{s}." for s in search_path(namespace)]
+    suffixed = [f"{name}.{s}." for s in search_path(namespace, length=search)]
     if name.count(".") >= ndots:
         return [name + "."] + suffixed
     return suffixed + [name + "."]
@@ -61,11 +68,13 @@ class Lookup:
     name: str
     namespace: str
     qtypes: tuple[str, ...] = ("A", "AAAA")
+    ndots: int = 5
+    search: int = 3  # search path length (resolv.conf `search` entries)
 
     def candidates(self) -> list[str]:
-        if self.qtypes in (("PTR",), ("SRV",)):
+        if self.qtypes in (("PTR",), ("SRV",), ("TXT",)):
             return [self.name if self.name.endswith(".") else self.name + "."]
-        return expand(self.name, self.namespace)
+        return expand(self.name, self.namespace, self.ndots, self.search)
 
 
 # The mix of lookups a pod makes; weights sum to 1.
@@ -81,11 +90,42 @@ LOOKUP_MIX = {
 }
 
 
+@dataclass(frozen=True)
+class QueryMix:
+    """Environment knobs of the query mix; the defaults are the shipped datasets' traffic.
+
+    aaaa_share: share of lookups asked as an A+AAAA pair (getaddrinfo with AF_UNSPEC); the
+        rest ask A only (0.0: an IPv4-only cluster whose clients send A only).
+    ndots, search: the pods' resolv.conf (`options ndots:N`, number of `search` entries):
+        fewer ndots or a shorter search path means fewer NXDOMAIN walks, more entries more.
+    other_share: share of extra lookups of other types (SRV, PTR, TXT in equal parts) drawn
+        before the regular mix (which already holds 2.5% SRV and 2% PTR).
+    """
+
+    aaaa_share: float = 1.0
+    ndots: int = 5
+    search: int = 3
+    other_share: float = 0.0
+
+    @property
+    def is_default(self) -> bool:
+        return self == QueryMix()
+
+    def describe(self) -> dict:
+        return {
+            "aaaa_share": self.aaaa_share, "ndots": self.ndots, "search_path_length": self.search,
+            "other_types_share": self.other_share,
+        }  # fmt: skip
+
+
 class LookupModel:
     """Draws lookups with Zipf-like popularity over the catalog's names."""
 
-    def __init__(self, catalog: cat_mod.Catalog, seed: int = 0) -> None:
+    def __init__(
+        self, catalog: cat_mod.Catalog, seed: int = 0, mix: QueryMix | None = None
+    ) -> None:
         self.cat = catalog
+        self.mix = mix or QueryMix()
         self.rng = random.Random(seed)
         self.services = list(catalog.services)
         self.rng.shuffle(self.services)
@@ -100,6 +140,29 @@ class LookupModel:
             self.kind_cdf.append(acc)
 
     def draw(self) -> Lookup:
+        if self.mix.is_default:  # the shipped traffic, draw for draw
+            return self._draw_mix()
+        mix, rng = self.mix, self.rng
+        if mix.other_share > 0 and rng.random() < mix.other_share:
+            return self._draw_other()
+        lk = self._draw_mix()
+        qtypes = lk.qtypes
+        if qtypes == ("A", "AAAA") and mix.aaaa_share < 1 and rng.random() >= mix.aaaa_share:
+            qtypes = ("A",)
+        return Lookup(lk.name, lk.namespace, qtypes, mix.ndots, mix.search)
+
+    def _draw_other(self) -> Lookup:
+        rng = self.rng
+        svc = self.services[self.svc_zipf.draw(rng)]
+        kind = rng.choice(("srv", "ptr", "txt"))
+        if kind == "srv":
+            return Lookup(f"_http._tcp.{svc.fqdn}.", svc.namespace, ("SRV",))
+        if kind == "ptr":
+            octets = svc.ip.split(".")
+            return Lookup(".".join(reversed(octets)) + ".in-addr.arpa.", svc.namespace, ("PTR",))
+        return Lookup(self.external[self.ext_zipf.draw(rng)] + ".", svc.namespace, ("TXT",))
+
+    def _draw_mix(self) -> Lookup:
         rng = self.rng
         kind = self.kinds[min(bisect.bisect_left(self.kind_cdf, rng.random()), len(self.kinds) - 1)]
         svc = self.services[self.svc_zipf.draw(rng)]

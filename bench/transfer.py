@@ -1,0 +1,257 @@
+"""Transfer benchmark: the shipped model on CoreDNS environments it never saw (issue 12).
+
+    .venv/bin/python bench/transfer.py --env data/envs/env-small --env data/envs/env-autopath ...
+
+Every environment's recording is replayed, scrape by scrape, through the exporter's own Engine
+(the code that runs in production: features, per-instance baselines, LiteRT, debounce), all
+instances of an environment in one fleet, exactly as they were scraped. Nothing of these
+environments was used to train the model or to choose its threshold: pass only held-out
+recordings. Figures per environment, counted only after each instance's warm-up:
+
+- false alarms: alarm onsets outside every labelled episode (and its grace steps), per healthy
+  instance-hour, with the 95% Poisson upper bound per 24 h;
+- alarms raised while an instance was still learning (must be 0);
+- episode recall over the nine fault classes and the median delay in steps.
+
+The model before per-instance baselines (one lab-fitted scaler, kept in bench/models/) is
+scored side by side on the same steps, by the rule that exporter used (standardise with the
+bundle's mean/scale, same window rule, threshold and debounce).
+
+Writes bench/results/transfer.json and docs/img/transfer.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from coredns_anomaly.exporter.baseline import standardize
+from coredns_anomaly.exporter.bundle import load_bundle, window_ok
+from coredns_anomaly.exporter.engine import Engine, Observation
+from coredns_anomaly.exporter.features import FeatureState
+from coredns_anomaly.exporter.runtime import Runtime
+from coredns_anomaly.training import dataset as ds_mod
+from coredns_anomaly.training.evaluate import evaluate_decisions
+from coredns_anomaly.training.featurize import instance_pages
+from coredns_anomaly.training.report import poisson_upper
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench.transfer")
+
+
+def replay_engine(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Per instance: times, score, decision, learning; the fleet stepped together."""
+    bundle = load_bundle(model)
+    engine = Engine(bundle, explain_top=0)
+    pages = {inst: list(instance_pages(ds, inst)) for inst in ds.instances}
+    n = max(len(p) for p in pages.values())
+    out = {i: {"times": [], "score": [], "anomaly": [], "learning": []} for i in pages}
+    for k in range(n):
+        obs = []
+        for inst, pp in pages.items():
+            if k < len(pp):
+                ts, page = pp[k]
+                obs.append(
+                    Observation(inst, ts, page=page)
+                    if page is not None
+                    else Observation(inst, ts, reason="down")
+                )
+        engine.step(obs)
+        for ob in obs:
+            st = engine.states[ob.instance]
+            v = st.verdict
+            o = out[ob.instance]
+            o["times"].append(ob.ts)
+            o["score"].append(np.nan if v is None else v.score)
+            o["anomaly"].append(bool(v and v.anomaly))
+            o["learning"].append(st.learning)
+    return {i: {k: np.asarray(v) for k, v in d.items()} for i, d in out.items()}
+
+
+def replay_global_scaler(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The exporter before per-instance baselines: one lab-fitted mean/scale for every CoreDNS."""
+    meta = json.loads((model / "model.json").read_text())
+    rt = Runtime((model / "model.tflite").read_bytes(), int(meta["window"]), 30)
+    mean, scale = np.asarray(meta["scaler"]["mean"]), np.asarray(meta["scaler"]["scale"])
+    clip, W = float(meta["scaler"].get("clip", 10.0)), int(meta["window"])
+    thr, k = float(meta["decision"]["threshold"]), int(meta.get("decision_debounce_steps", 1))
+    out = {}
+    for inst in ds.instances:
+        state, times, rows = FeatureState(), [], []
+        for ts, page in instance_pages(ds, inst):
+            times.append(ts)
+            rows.append(state.update(page, ts) if page is not None else np.full(30, np.nan))
+        X = np.asarray(rows)
+        missing = np.isnan(X).all(axis=1)
+        score = np.full(len(X), np.nan)
+        idx = [t for t in range(W - 1, len(X)) if window_ok(missing[t - W + 1 : t + 1])]
+        if idx:
+            Z = np.stack([standardize(X[t - W + 1 : t + 1], mean, scale, clip) for t in idx])
+            score[idx] = rt.run(Z)["score"] / thr
+        anomaly, streak = np.zeros(len(X), bool), 0
+        for t in range(len(X)):
+            streak = streak + 1 if score[t] >= 1.0 else 0
+            anomaly[t] = streak >= k
+        out[inst] = {"times": np.asarray(times), "score": score, "anomaly": anomaly}
+    return out
+
+
+def figures(ds: ds_mod.Dataset, runs: dict, scored: dict[str, np.ndarray], step: float) -> dict:
+    """Alarms, recall and delay over the steps in `scored` (after warm-up), per environment."""
+    T, N, L, A = [], [], [], []
+    for inst, r in runs.items():
+        m = scored[inst]
+        T.append(r["times"][m])
+        N.append(np.full(int(m.sum()), inst, object))
+        L.append(ds.label_at(inst, r["times"][m]))
+        A.append(r["anomaly"][m])
+    times, inst, labels, alarm = map(np.concatenate, (T, N, L, A))
+    res = evaluate_decisions(times, inst, labels, alarm, step)
+    h, n = res["normal_hours"], res["false_alarms"]
+    return {
+        "healthy_instance_hours": h,
+        "false_alarms": n,
+        "false_alarms_per_hour": n / h if h else None,
+        "false_alarms_per_24h_upper95": poisson_upper(n) / h * 24 if h else None,
+        "episodes": sum(c["episodes"] for c in res["per_class"].values()),
+        "episode_recall": res["episode_recall"],
+        "recall_per_class": {c: v["recall_episode"] for c, v in res["per_class"].items()},
+        "median_delay_steps": res["median_delay_steps"],
+        "pointwise": res["pointwise"],
+    }
+
+
+def bench_env(path: Path, model: Path, old_model: Path | None) -> dict:
+    ds = ds_mod.load(path)
+    t0 = time.perf_counter()
+    new = replay_engine(ds, model)
+    step = float(np.median(np.concatenate([np.diff(r["times"]) for r in new.values()])))
+    warm = {i: ~r["learning"] for i, r in new.items()}
+    learning_alarms = int(sum((r["anomaly"] & r["learning"]).sum() for r in new.values()))
+    learning_steps = int(sum(r["learning"].sum() for r in new.values()))
+    row = {
+        "environment": path.name,
+        "card": {k: ds.meta.get(k) for k in ("environment", "coredns_version", "step_seconds")},
+        "step_seconds": step,
+        "instances": len(new),
+        "warmup_seconds_median": float(np.median([learning_steps / len(new) * step])),
+        "alarms_while_learning": learning_alarms,
+        "new": figures(ds, new, warm, step),
+        "seconds": time.perf_counter() - t0,
+    }
+    if old_model is not None:
+        old = replay_global_scaler(ds, old_model)
+        row["old"] = figures(ds, old, warm, step)  # the same steps as the new model's
+    return row
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["environment"] for r in rows]
+    x = np.arange(len(rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, label, dx in (
+        ("old", "before (lab scaler)", -0.2),
+        ("new", "per-instance baseline", 0.2),
+    ):
+        fa = [(r.get(key) or {}).get("false_alarms_per_hour") or 0.0 for r in rows]
+        rec = [(r.get(key) or {}).get("episode_recall") or 0.0 for r in rows]
+        axes[0].bar(x + dx, fa, 0.4, label=label)
+        axes[1].bar(x + dx, rec, 0.4, label=label)
+    axes[0].set_ylabel("false alarms per healthy instance-hour")
+    axes[0].axhline(1 / 24, color="k", ls=":", lw=1, label="target: 1 per 24 h")
+    axes[1].set_ylabel("episode recall (9 fault classes)")
+    axes[1].axhline(0.9, color="k", ls=":", lw=1, label="target 0.9")
+    axes[1].set_ylim(0, 1.05)
+    for ax in axes:
+        ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle("Environments never used in training or threshold choice, after warm-up")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--env", type=Path, action="append", required=True, help="held-out dataset")
+    ap.add_argument("--model", type=Path, default=ROOT / "models/default")
+    ap.add_argument("--old-model", type=Path, default=ROOT / "bench/models/lab-scaler-v1")
+    ap.add_argument("--no-old", action="store_true", help="skip the model before this change")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        help="score with this warm-up (s) instead of the bundle's: how short may it be?",
+    )
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/transfer.json")
+    ap.add_argument("--png", type=Path, default=ROOT / "docs/img/transfer.png")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("coredns_anomaly.exporter").setLevel(logging.WARNING)
+    model = args.model
+    if args.warmup:
+        model = with_warmup(args.model, args.warmup, Path(tempfile.mkdtemp()))
+    rows = []
+    for i, env in enumerate(args.env, 1):
+        log.info("[%d/%d] %s", i, len(args.env), env)
+        rows.append(bench_env(env, model, None if args.no_old else args.old_model))
+        r = rows[-1]
+        for key in ("old", "new"):
+            f = r.get(key)
+            if f:
+                log.info(
+                    "  %-3s alarms/h %.3f (%d in %.2f h), recall %.3f, delay %s, learning alarms %d",
+                    key, f["false_alarms_per_hour"] or 0, f["false_alarms"],
+                    f["healthy_instance_hours"], f["episode_recall"], f["median_delay_steps"],
+                    r["alarms_while_learning"],
+                )  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"model": str(args.model), "environments": rows}, indent=1, default=str)
+    )
+    plot(rows, args.png)
+    print(table(rows))
+    return 0
+
+
+def with_warmup(model: Path, seconds: float, tmp: Path) -> Path:
+    """A copy of the bundle whose baselines warm up for `seconds` (the network is unchanged)."""
+    shutil.copytree(model, tmp / "model", ignore=shutil.ignore_patterns("keras"))
+    meta = json.loads((tmp / "model" / "model.json").read_text())
+    meta["input"]["baseline"]["warmup_seconds"] = seconds
+    (tmp / "model" / "model.json").write_text(json.dumps(meta))
+    return tmp / "model"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| environment | step | healthy inst-h | model | false alarms (per h) | 95% upper, per 24 h | episode recall | median delay, steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for key, name in (("old", "before: lab scaler"), ("new", "per-instance baseline")):
+            f = r.get(key)
+            if not f:
+                continue
+            lines.append(
+                f"| {r['environment']} | {r['step_seconds']:.0f} s | {f['healthy_instance_hours']:.2f} | {name} | "
+                f"{f['false_alarms']} ({(f['false_alarms_per_hour'] or 0):.2f}) | {(f['false_alarms_per_24h_upper95'] or 0):.1f} | "
+                f"{f['episode_recall']:.3f} ({f['episodes']}) | {f['median_delay_steps']} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

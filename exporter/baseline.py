@@ -1,0 +1,267 @@
+"""Each instance's own normal: the one rule that turns raw feature rows into model input.
+
+A cluster's CoreDNS differs from the lab's in traffic level, query mix, plugin chain and release.
+One scaler fitted on lab traffic reads every such difference as an anomaly, so the model never
+sees raw features: per instance, every feature is centred on that instance's own recent median
+and divided by its own robust spread (1.4826 x MAD), floored per feature so that a feature that
+is near-constant in healthy traffic (SERVFAIL share 0, panics 0) cannot explode when it twitches.
+
+The baseline is learned online from a reservoir of the instance's recent rows (every row while
+learning, then one row per `sample_every` seconds, at most `capacity` rows). Rows the detector flags as anomalous are not
+added, so an incident is not learned as normal; if an instance stays flagged for longer than
+`relearn_seconds` the change is taken as its new normal and learning resumes. Until the reservoir
+spans `warmup_seconds` (and holds `min_rows` rows) the instance is *learning*: its score is
+exported for inspection, but it never raises an anomaly.
+
+Training replays exactly this class over each recorded instance (`replay`), so the models are
+trained on the representation the exporter serves; the spec travels in the bundle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .features import FEATURES
+
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution x this = its standard deviation
+
+# Spread floors by feature unit: (absolute, relative to |median|). One table, every feature.
+SPREAD_FLOORS: dict[str, tuple[float, float]] = {
+    "ratio": (0.01, 0.0),  # one percentage point
+    "log10(s)": (0.03, 0.0),  # ~7% in latency
+    "ln(1+req/s)": (0.05, 0.0),  # ~5% in rate
+    "ln(1+ev/s)": (0.05, 0.0),
+    "ln(1+1/s)": (0.05, 0.0),
+    "ln(1+bytes)": (0.01, 0.0),
+    "ln(1+entries)": (0.05, 0.0),
+    "ln(1+MiB)": (0.02, 0.0),
+    "ln(1+n)": (0.05, 0.0),
+    "cores": (0.002, 0.1),  # 2 millicores or 10% of the usual use
+}
+
+
+GENERIC_FLOOR = 0.01  # series that are not CoreDNS features (the detector takes any)
+
+
+def default_floors(n_features: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The CoreDNS features' floors; for any other series, a small uniform floor."""
+    if n_features is not None and n_features != len(FEATURES):
+        return (GENERIC_FLOOR,) * n_features, (0.0,) * n_features
+    missing = sorted({f.unit for f in FEATURES} - set(SPREAD_FLOORS))
+    if missing:  # a new feature unit must say how small its spread may get
+        raise KeyError(f"SPREAD_FLOORS lacks units {missing}")
+    return (
+        tuple(SPREAD_FLOORS[f.unit][0] for f in FEATURES),
+        tuple(SPREAD_FLOORS[f.unit][1] for f in FEATURES),
+    )
+
+
+def standardize(X: np.ndarray, loc: np.ndarray, spread: np.ndarray, clip: float) -> np.ndarray:
+    """Model input: z against a baseline, clipped; a masked (NaN) feature becomes 0 (normal)."""
+    Z = (X - loc) / spread
+    Z = np.where(np.isfinite(Z), Z, 0.0)
+    return np.clip(Z, -clip, clip).astype(np.float32)
+
+
+class BaselineSpecError(ValueError):
+    """A baseline spec that cannot be served; the message names the field."""
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """How every instance's normal is learned. Stored in the bundle: training and exporter agree."""
+
+    warmup_seconds: float = 300.0
+    min_rows: int = 10
+    horizon_seconds: float = 1800.0
+    capacity: int = 240
+    refresh_rows: int = 4  # recompute median/MAD after this many new rows (always while learning)
+    relearn_seconds: float = 1800.0
+    clip: float = 10.0
+    floor_abs: tuple[float, ...] = field(default_factory=lambda: default_floors()[0])
+    floor_rel: tuple[float, ...] = field(default_factory=lambda: default_floors()[1])
+
+    @classmethod
+    def for_features(cls, n_features: int, **kw) -> BaselineSpec:
+        floor_abs, floor_rel = default_floors(n_features)
+        return cls(floor_abs=floor_abs, floor_rel=floor_rel, **kw)
+
+    @property
+    def sample_every(self) -> float:
+        return self.horizon_seconds / self.capacity
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["floor_abs"], d["floor_rel"] = list(self.floor_abs), list(self.floor_rel)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: object, n_features: int) -> BaselineSpec:
+        if not isinstance(d, dict):
+            raise BaselineSpecError("input.baseline must be an object")
+        try:
+            spec = cls(
+                warmup_seconds=float(d["warmup_seconds"]),
+                min_rows=int(d["min_rows"]),
+                horizon_seconds=float(d["horizon_seconds"]),
+                capacity=int(d["capacity"]),
+                refresh_rows=int(d["refresh_rows"]),
+                relearn_seconds=float(d["relearn_seconds"]),
+                clip=float(d["clip"]),
+                floor_abs=tuple(float(x) for x in d["floor_abs"]),
+                floor_rel=tuple(float(x) for x in d["floor_rel"]),
+            )
+        except KeyError as exc:
+            raise BaselineSpecError(f"input.baseline lacks {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise BaselineSpecError(f"input.baseline has a field of the wrong type: {exc}") from exc
+        problems = []
+        for name in ("warmup_seconds", "horizon_seconds", "relearn_seconds", "clip"):
+            v = getattr(spec, name)
+            if not (math.isfinite(v) and v > 0):
+                problems.append(f"{name} {v} must be finite and > 0")
+        for name in ("min_rows", "capacity", "refresh_rows"):
+            if not 1 <= getattr(spec, name) <= 100_000:
+                problems.append(f"{name} must be in 1..100000")
+        for name in ("floor_abs", "floor_rel"):
+            v = np.asarray(getattr(spec, name))
+            if v.shape != (n_features,) or not (np.isfinite(v).all() and (v >= 0).all()):
+                problems.append(f"{name} needs {n_features} finite values >= 0")
+        if not (np.asarray(spec.floor_abs) > 0).all():
+            problems.append("floor_abs must be > 0 for every feature")
+        if problems:
+            raise BaselineSpecError("input.baseline: " + "; ".join(problems))
+        return spec
+
+
+class InstanceBaseline:
+    """One instance's robust location and spread per feature, learned online."""
+
+    def __init__(self, spec: BaselineSpec, n_features: int) -> None:
+        self.spec = spec
+        self.rows = np.full((spec.capacity, n_features), np.nan)
+        self.count = 0  # rows ever added (the reservoir is a ring)
+        self.first_ts: float | None = None
+        self.last_added_ts = -math.inf
+        self.flagged_since: float | None = None
+        self._since_refresh = 0
+        self._floor_abs = np.asarray(spec.floor_abs, float)
+        self._floor_rel = np.asarray(spec.floor_rel, float)
+        self.loc = np.full(n_features, np.nan)
+        self.spread = self._floor_abs.copy()
+
+    @property
+    def n_rows(self) -> int:
+        return min(self.count, self.spec.capacity)
+
+    def warm(self) -> bool:
+        """Learned enough to judge: the reservoir spans the warm-up and holds min_rows rows."""
+        if self.first_ts is None or self.n_rows < self.spec.min_rows:
+            return False
+        return self.last_added_ts - self.first_ts >= self.spec.warmup_seconds - 1e-6
+
+    def observe(self, row: np.ndarray, ts: float, flagged: bool = False) -> None:
+        """Offer the row of the step ending at ts; flagged rows (anomalous) are kept out."""
+        if np.isnan(row).all():
+            return  # a missing step teaches nothing
+        if flagged and self.warm():
+            self.flagged_since = ts if self.flagged_since is None else self.flagged_since
+            if ts - self.flagged_since < self.spec.relearn_seconds:
+                return
+        else:
+            self.flagged_since = None
+        # While learning every row counts (a short warm-up needs them all); after it, one row
+        # per sample_every, so the reservoir spans the horizon.
+        if self.warm() and ts - self.last_added_ts < self.spec.sample_every - 1e-6:
+            return
+        if self.first_ts is None:
+            self.first_ts = ts
+        self.rows[self.count % self.spec.capacity] = row
+        self.count += 1
+        self.last_added_ts = ts
+        self._since_refresh += 1
+        if self._since_refresh >= self.spec.refresh_rows or not self.warm():
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._since_refresh = 0
+        kept = self.rows[: self.n_rows]
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: missing
+                loc = np.nanmedian(kept, axis=0)
+                mad = np.nanmedian(np.abs(kept - loc), axis=0)
+        floor = np.maximum(self._floor_abs, self._floor_rel * np.abs(np.nan_to_num(loc)))
+        spread = np.where(np.isfinite(mad), np.maximum(MAD_TO_SIGMA * mad, floor), floor)
+        self.loc, self.spread = loc, spread
+
+    def normalize(self, X: np.ndarray) -> np.ndarray:
+        """Model input for rows of this instance: z against its own normal, clipped, NaN -> 0."""
+        return standardize(X, self.loc, self.spread, self.spec.clip)
+
+    # -- persistence (the exporter's state file) ---------------------------------------
+    def to_state(self) -> dict:
+        keep = self.rows[: self.n_rows] if self.count <= self.spec.capacity else self.rows
+        return {
+            "count": self.count,
+            "first_ts": self.first_ts,
+            "last_added_ts": self.last_added_ts if math.isfinite(self.last_added_ts) else None,
+            "rows": [
+                [None if not math.isfinite(v) else round(float(v), 6) for v in r] for r in keep
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, spec: BaselineSpec, n_features: int, state: dict) -> InstanceBaseline:
+        b = cls(spec, n_features)
+        rows = np.asarray(
+            [[np.nan if v is None else float(v) for v in r] for r in state["rows"]], float
+        ).reshape(-1, n_features)
+        if len(rows) > spec.capacity:
+            rows = rows[-spec.capacity :]
+        b.rows[: len(rows)] = rows
+        b.count = int(state["count"]) if len(rows) == spec.capacity else len(rows)
+        b.count = max(b.count, len(rows))
+        b.first_ts = None if state.get("first_ts") is None else float(state["first_ts"])
+        last = state.get("last_added_ts")
+        b.last_added_ts = -math.inf if last is None else float(last)
+        if b.n_rows:
+            b.refresh()
+        return b
+
+
+@dataclass
+class Replay:
+    """The baseline as the exporter would have had it before each step of a recording."""
+
+    loc: np.ndarray  # (T, F)
+    spread: np.ndarray  # (T, F)
+    warm: np.ndarray  # (T,) bool: the exporter could have alarmed at this step
+    spec: BaselineSpec
+
+    def slice(self, a: int, b: int) -> Replay:
+        return Replay(self.loc[a:b], self.spread[a:b], self.warm[a:b], self.spec)
+
+    def normalize_windows(self, Xw: np.ndarray, last: np.ndarray, clip: float) -> np.ndarray:
+        """(N, W, F) raw windows ending at steps `last` -> model input, as the exporter builds it."""
+        return standardize(Xw, self.loc[last][:, None, :], self.spread[last][:, None, :], clip)
+
+
+def replay(X: np.ndarray, times: np.ndarray, flagged: np.ndarray, spec: BaselineSpec) -> Replay:
+    """Run one instance's rows through InstanceBaseline, scoring each step before learning it.
+
+    `flagged` stands in for the exporter's decision (training passes the labels: a perfect
+    detector keeps every anomalous step out of the baseline).
+    """
+    T, F = X.shape
+    b = InstanceBaseline(spec, F)
+    loc, spread, warm = np.empty((T, F)), np.empty((T, F)), np.zeros(T, bool)
+    for t in range(T):
+        loc[t], spread[t], warm[t] = b.loc, b.spread, b.warm()
+        b.observe(X[t], float(times[t]), bool(flagged[t]))
+    return Replay(loc, spread, warm, spec)
