@@ -36,7 +36,7 @@ import numpy as np
 from coredns_anomaly.exporter.baseline import standardize
 from coredns_anomaly.exporter.bundle import load_bundle, window_ok
 from coredns_anomaly.exporter.engine import Engine, Observation
-from coredns_anomaly.exporter.features import FeatureState
+from coredns_anomaly.exporter.features import ONE_STEP, FeatureState
 from coredns_anomaly.exporter.runtime import Runtime
 from coredns_anomaly.training import dataset as ds_mod
 from coredns_anomaly.training.evaluate import evaluate_decisions
@@ -85,7 +85,7 @@ def replay_global_scaler(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str,
     thr, k = float(meta["decision"]["threshold"]), int(meta.get("decision_debounce_steps", 1))
     out = {}
     for inst in ds.instances:
-        state, times, rows = FeatureState(), [], []
+        state, times, rows = FeatureState(ONE_STEP), [], []
         for ts, page in instance_pages(ds, inst):
             times.append(ts)
             rows.append(state.update(page, ts) if page is not None else np.full(30, np.nan))

@@ -6,8 +6,11 @@ sees raw features: per instance, every feature is centred on that instance's own
 and divided by its own robust spread (1.4826 x MAD), floored per feature so that a feature that
 is near-constant in healthy traffic (SERVFAIL share 0, panics 0) cannot explode when it twitches.
 
-The baseline is learned online from a reservoir of the instance's recent rows (every row while
-learning, then one row per `sample_every` seconds, at most `capacity` rows). Rows the detector flags as anomalous are not
+The baseline is learned online. The spread comes from a reservoir of the instance's rows over
+the last `horizon_seconds` (every row while learning, then one row per `sample_every` seconds, at
+most `capacity` rows); the location from every row of the last `location_seconds` only, so a
+level that drifts (a cache filling after a restart, memory kept after a burst) is followed within
+minutes instead of being read as an anomaly for half an hour. Rows the detector flags as anomalous are not
 added, so an incident is not learned as normal; if an instance stays flagged for longer than
 `relearn_seconds` the change is taken as its new normal and learning resumes. Until the reservoir
 spans `warmup_seconds` (and holds `min_rows` rows) the instance is *learning*: its score is
@@ -20,6 +23,7 @@ trained on the representation the exporter serves; the spec travels in the bundl
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -76,6 +80,7 @@ class BaselineSpec:
 
     warmup_seconds: float = 300.0
     min_rows: int = 10
+    location_seconds: float = 120.0
     horizon_seconds: float = 1800.0
     capacity: int = 240
     refresh_rows: int = 4  # recompute median/MAD after this many new rows (always while learning)
@@ -106,6 +111,7 @@ class BaselineSpec:
             spec = cls(
                 warmup_seconds=float(d["warmup_seconds"]),
                 min_rows=int(d["min_rows"]),
+                location_seconds=float(d["location_seconds"]),
                 horizon_seconds=float(d["horizon_seconds"]),
                 capacity=int(d["capacity"]),
                 refresh_rows=int(d["refresh_rows"]),
@@ -119,7 +125,9 @@ class BaselineSpec:
         except (TypeError, ValueError) as exc:
             raise BaselineSpecError(f"input.baseline has a field of the wrong type: {exc}") from exc
         problems = []
-        for name in ("warmup_seconds", "horizon_seconds", "relearn_seconds", "clip"):
+        for name in (
+            "warmup_seconds", "location_seconds", "horizon_seconds", "relearn_seconds", "clip",
+        ):  # fmt: skip
             v = getattr(spec, name)
             if not (math.isfinite(v) and v > 0):
                 problems.append(f"{name} {v} must be finite and > 0")
@@ -148,6 +156,8 @@ class InstanceBaseline:
         self.last_added_ts = -math.inf
         self.flagged_since: float | None = None
         self._since_refresh = 0
+        self.recent: deque[tuple[float, np.ndarray]] = deque()  # (ts, row) of location_seconds
+        self._since_locate = 0
         self._floor_abs = np.asarray(spec.floor_abs, float)
         self._floor_rel = np.asarray(spec.floor_rel, float)
         self.loc = np.full(n_features, np.nan)
@@ -173,6 +183,12 @@ class InstanceBaseline:
                 return
         else:
             self.flagged_since = None
+        self.recent.append((ts, np.asarray(row, float)))
+        while self.recent and ts - self.recent[0][0] > self.spec.location_seconds + 1e-6:
+            self.recent.popleft()
+        self._since_locate += 1
+        if self._since_locate >= self.spec.refresh_rows:
+            self.locate()
         # While learning every row counts (a short warm-up needs them all); after it, one row
         # per sample_every, so the reservoir spans the horizon.
         if self.warm() and ts - self.last_added_ts < self.spec.sample_every - 1e-6:
@@ -199,6 +215,19 @@ class InstanceBaseline:
         floor = np.maximum(self._floor_abs, self._floor_rel * np.abs(np.nan_to_num(loc)))
         spread = np.where(np.isfinite(mad), np.maximum(MAD_TO_SIGMA * mad, floor), floor)
         self.loc, self.spread = loc, spread
+        self.locate()
+
+    def locate(self) -> None:
+        """The location from the last location_seconds (the reservoir's median until then)."""
+        self._since_locate = 0
+        if not self.recent:
+            return
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            recent = np.nanmedian(np.stack([r for _, r in self.recent]), axis=0)
+        self.loc = np.where(np.isfinite(recent), recent, self.loc)
 
     def normalize(self, X: np.ndarray) -> np.ndarray:
         """Model input for rows of this instance: z against its own normal, clipped, NaN -> 0."""
@@ -211,9 +240,8 @@ class InstanceBaseline:
             "count": self.count,
             "first_ts": self.first_ts,
             "last_added_ts": self.last_added_ts if math.isfinite(self.last_added_ts) else None,
-            "rows": [
-                [None if not math.isfinite(v) else round(float(v), 6) for v in r] for r in keep
-            ],
+            "rows": [_row_state(r) for r in keep],
+            "recent": [[round(ts, 3), _row_state(r)] for ts, r in self.recent],
         }
 
     @classmethod
@@ -230,9 +258,22 @@ class InstanceBaseline:
         b.first_ts = None if state.get("first_ts") is None else float(state["first_ts"])
         last = state.get("last_added_ts")
         b.last_added_ts = -math.inf if last is None else float(last)
+        for ts, r in state.get("recent") or []:
+            b.recent.append((float(ts), _row_from_state(r, n_features)))
         if b.n_rows:
             b.refresh()
         return b
+
+
+def _row_state(r: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(v) else round(float(v), 6) for v in r]
+
+
+def _row_from_state(r: list, n_features: int) -> np.ndarray:
+    row = np.asarray([np.nan if v is None else float(v) for v in r], float)
+    if row.shape != (n_features,):
+        raise ValueError(f"a saved row has {row.size} values, not {n_features}")
+    return row
 
 
 @dataclass

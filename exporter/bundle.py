@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .baseline import BaselineSpec, BaselineSpecError, standardize
-from .features import FEATURE_NAMES
+from .features import FEATURE_NAMES, Evidence
 from .runtime import Runtime, RuntimeLoadError
 
 # 2: every instance against its own baseline (`input.baseline`). 1 scaled every instance with
@@ -59,6 +59,7 @@ class Bundle:
     type_names: tuple[str, ...]
     type_centroids: np.ndarray  # (types, F)
     sha256: str
+    evidence: Evidence  # how many events an estimated feature reads (exporter/features.py)
 
     @property
     def n_features(self) -> int:
@@ -153,6 +154,7 @@ def load_bundle(path: str | Path) -> Bundle:
                 f"{jpath}: input.normalization {norm!r} is not {NORMALIZATION!r}; re-export"
             )
         baseline = BaselineSpec.from_dict(meta_field(meta, "input.baseline"), F)
+        evidence = Evidence.from_dict(meta_field(meta, "input.evidence"))
         threshold = float(meta_field(meta, "decision.threshold"))
         debounce = int(meta.get("decision_debounce_steps", 1) or 1)
         types = meta.get("anomaly_types") or {}
@@ -177,7 +179,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{jpath}: " + "; ".join(problems))
     bundle = Bundle(
         path, meta, flat, str(meta.get("model_kind", "unknown")), window, step, baseline,
-        threshold, max(1, debounce), tnames, cents, digest,
+        threshold, max(1, debounce), tnames, cents, digest, evidence,
     )  # fmt: skip
     try:
         bundle.runtime().check()

@@ -21,7 +21,7 @@ import numpy as np
 
 from .baseline import BaselineSpec, InstanceBaseline
 from .bundle import Bundle, window_ok
-from .features import FEATURE_NAMES, FEATURES, NEEDED_NAMES, FeatureState
+from .features import FEATURE_NAMES, FEATURES, NEEDED_NAMES, Evidence, FeatureState
 from .page import Page, PageError, parse_needed
 from .runtime import Runtime
 
@@ -51,8 +51,8 @@ class Verdict:
 
 
 class TargetState:
-    def __init__(self, window: int, spec: BaselineSpec) -> None:
-        self.features = FeatureState()
+    def __init__(self, window: int, spec: BaselineSpec, evidence: Evidence) -> None:
+        self.features = FeatureState(evidence)
         self.baseline = InstanceBaseline(spec, N_FEATURES)
         self.missing_features: tuple[str, ...] = ()  # their source metrics are not on the page
         self.learning_logged = False
@@ -120,6 +120,7 @@ class Engine:
         self.bundle = bundle
         for st in self.states.values():
             st.streak = 0
+            st.features.evidence = bundle.evidence  # read from the next page on
 
     def step(self, observations: list[Observation]) -> StepStats:
         t0 = time.perf_counter()
@@ -150,7 +151,7 @@ class Engine:
         return self.last
 
     def _new_state(self, instance: str) -> TargetState:
-        st = TargetState(self.bundle.window, self.bundle.baseline)
+        st = TargetState(self.bundle.window, self.bundle.baseline, self.bundle.evidence)
         saved = self.saved_baselines.pop(instance, None)
         if saved is not None:
             try:

@@ -3,17 +3,25 @@
 Two declarative tables. AGGREGATES reduce a raw /metrics page to a few sums (counters,
 gauges, histograms summed over labels), naming every metric family they may read, current
 (1.11+ `coredns_proxy_*`) and older (`coredns_forward_*`) alike. FEATURES turn the
-aggregates of two consecutive steps into model inputs: rates from counter deltas over one
-step (resets handled), shares, histogram quantiles, logs. A series a page lacks makes the
-feature masked (NaN), never an error; counters that CoreDNS creates lazily (evictions,
-panics, ...) count as 0 while their plugin is present.
+aggregates of two steps into model inputs: rates from counter deltas over one step (resets
+handled), shares, histogram quantiles, means, logs. A series a page lacks makes the feature
+masked (NaN), never an error; counters that CoreDNS creates lazily (evictions, panics, ...)
+count as 0 while their plugin is present.
+
+Shares, quantiles and means are estimates from the events of the step, and on a quiet CoreDNS
+a 2 s step holds a handful of them: a p99 of five upstream queries is their maximum, and one
+slow answer moves it tenfold. So these features read back as many steps as it takes to hold
+`Evidence.min_events` events of their denominator (at most `max_lookback_seconds`): one step on
+a busy server, several on a quiet one. Rates stay one step (their noise is what their baseline
+spread learns).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -188,32 +196,64 @@ class Feature:
     sources: tuple[str, ...]  # aggregate keys
     fn: Callable[[Step], float]
     description: str
+    evidence: tuple[str, ...] = ()  # counters whose events the estimate is made of (see Evidence)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How many events an estimated feature (share, quantile, mean) needs before it is read."""
+
+    min_events: float = 100.0
+    max_lookback_seconds: float = 60.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: object) -> Evidence:
+        if not isinstance(d, dict):
+            raise ValueError("input.evidence must be an object")
+        try:
+            ev = cls(float(d["min_events"]), float(d["max_lookback_seconds"]))
+        except KeyError as exc:
+            raise ValueError(f"input.evidence lacks {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"input.evidence has a field of the wrong type: {exc}") from exc
+        if not (math.isfinite(ev.min_events) and ev.min_events >= 0):
+            raise ValueError("input.evidence.min_events must be finite and >= 0")
+        if not (math.isfinite(ev.max_lookback_seconds) and ev.max_lookback_seconds >= 0):
+            raise ValueError("input.evidence.max_lookback_seconds must be finite and >= 0")
+        return ev
+
+
+EVIDENCE = Evidence()  # what training uses; a bundle carries the one it was trained with
+ONE_STEP = Evidence(0.0, 0.0)  # every feature over one step (the exporter before Evidence)
 
 
 FEATURES: tuple[Feature, ...] = (
     Feature("dns_requests_rate", "ln(1+req/s)", "log1p(rate)", ("req",), lambda s: _log1p(s.rate("req")), "queries per second"),
-    Feature("dns_tcp_share", "ratio", "share of rates", ("req_tcp", "req"), lambda s: s.share("req_tcp", "req"), "share of queries over TCP"),
-    Feature("dns_type_aaaa_share", "ratio", "share of rates", ("req_aaaa", "req"), lambda s: s.share("req_aaaa", "req"), "share of AAAA queries"),
-    Feature("dns_type_other_share", "ratio", "share of rates", ("req_other", "req"), lambda s: s.share("req_other", "req"), "share of queries neither A nor AAAA"),
-    Feature("dns_rcode_noerror_share", "ratio", "share of rates", ("resp_noerror", "resp"), lambda s: s.share("resp_noerror", "resp"), "share of NOERROR responses"),
-    Feature("dns_rcode_nxdomain_share", "ratio", "share of rates", ("resp_nxdomain", "resp"), lambda s: s.share("resp_nxdomain", "resp"), "share of NXDOMAIN responses"),
-    Feature("dns_rcode_servfail_share", "ratio", "share of rates", ("resp_servfail", "resp"), lambda s: s.share("resp_servfail", "resp"), "share of SERVFAIL responses"),
-    Feature("dns_rcode_refused_share", "ratio", "share of rates", ("resp_refused", "resp"), lambda s: s.share("resp_refused", "resp"), "share of REFUSED responses"),
-    Feature("dns_latency_p50", "log10(s)", "histogram_quantile(0.5) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.5)), "median request duration"),
-    Feature("dns_latency_p90", "log10(s)", "histogram_quantile(0.9) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.9)), "90th percentile request duration"),
-    Feature("dns_latency_p99", "log10(s)", "histogram_quantile(0.99) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.99)), "99th percentile request duration"),
-    Feature("dns_latency_mean", "log10(s)", "delta(sum)/delta(count)", ("dur_sum", "dur_count"), lambda s: _log10s(s.delta("dur_sum") / s.delta("dur_count")) if s.delta("dur_count") > 0 else math.nan, "mean request duration"),
-    Feature("dns_request_size_mean", "ln(1+bytes)", "log1p(delta(sum)/delta(count))", ("reqsize_sum", "reqsize_count"), lambda s: _log1p(s.delta("reqsize_sum") / s.delta("reqsize_count")) if s.delta("reqsize_count") > 0 else math.nan, "mean request size"),
-    Feature("dns_response_size_mean", "ln(1+bytes)", "log1p(delta(sum)/delta(count))", ("respsize_sum", "respsize_count"), lambda s: _log1p(s.delta("respsize_sum") / s.delta("respsize_count")) if s.delta("respsize_count") > 0 else math.nan, "mean response size"),
-    Feature("cache_hit_ratio", "ratio", "hits/(hits+misses) of rates", ("cache_hits", "cache_misses"), lambda s: (s.delta("cache_hits") / (s.delta("cache_hits") + s.delta("cache_misses"))) if (s.delta("cache_hits") + s.delta("cache_misses")) > 0 else math.nan, "cache hit ratio"),
+    Feature("dns_tcp_share", "ratio", "share of rates", ("req_tcp", "req"), lambda s: s.share("req_tcp", "req"), "share of queries over TCP", ("req",)),
+    Feature("dns_type_aaaa_share", "ratio", "share of rates", ("req_aaaa", "req"), lambda s: s.share("req_aaaa", "req"), "share of AAAA queries", ("req",)),
+    Feature("dns_type_other_share", "ratio", "share of rates", ("req_other", "req"), lambda s: s.share("req_other", "req"), "share of queries neither A nor AAAA", ("req",)),
+    Feature("dns_rcode_noerror_share", "ratio", "share of rates", ("resp_noerror", "resp"), lambda s: s.share("resp_noerror", "resp"), "share of NOERROR responses", ("resp",)),
+    Feature("dns_rcode_nxdomain_share", "ratio", "share of rates", ("resp_nxdomain", "resp"), lambda s: s.share("resp_nxdomain", "resp"), "share of NXDOMAIN responses", ("resp",)),
+    Feature("dns_rcode_servfail_share", "ratio", "share of rates", ("resp_servfail", "resp"), lambda s: s.share("resp_servfail", "resp"), "share of SERVFAIL responses", ("resp",)),
+    Feature("dns_rcode_refused_share", "ratio", "share of rates", ("resp_refused", "resp"), lambda s: s.share("resp_refused", "resp"), "share of REFUSED responses", ("resp",)),
+    Feature("dns_latency_p50", "log10(s)", "histogram_quantile(0.5) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.5)), "median request duration", ("dur_count",)),
+    Feature("dns_latency_p90", "log10(s)", "histogram_quantile(0.9) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.9)), "90th percentile request duration", ("dur_count",)),
+    Feature("dns_latency_p99", "log10(s)", "histogram_quantile(0.99) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.99)), "99th percentile request duration", ("dur_count",)),
+    Feature("dns_latency_mean", "log10(s)", "delta(sum)/delta(count)", ("dur_sum", "dur_count"), lambda s: _log10s(s.delta("dur_sum") / s.delta("dur_count")) if s.delta("dur_count") > 0 else math.nan, "mean request duration", ("dur_count",)),
+    Feature("dns_request_size_mean", "ln(1+bytes)", "log1p(delta(sum)/delta(count))", ("reqsize_sum", "reqsize_count"), lambda s: _log1p(s.delta("reqsize_sum") / s.delta("reqsize_count")) if s.delta("reqsize_count") > 0 else math.nan, "mean request size", ("reqsize_count",)),
+    Feature("dns_response_size_mean", "ln(1+bytes)", "log1p(delta(sum)/delta(count))", ("respsize_sum", "respsize_count"), lambda s: _log1p(s.delta("respsize_sum") / s.delta("respsize_count")) if s.delta("respsize_count") > 0 else math.nan, "mean response size", ("respsize_count",)),
+    Feature("cache_hit_ratio", "ratio", "hits/(hits+misses) of rates", ("cache_hits", "cache_misses"), lambda s: (s.delta("cache_hits") / (s.delta("cache_hits") + s.delta("cache_misses"))) if (s.delta("cache_hits") + s.delta("cache_misses")) > 0 else math.nan, "cache hit ratio", ("cache_hits", "cache_misses")),
     Feature("cache_entries", "ln(1+entries)", "log1p(gauge)", ("cache_entries",), lambda s: _log1p(s.gauge("cache_entries")), "entries in the cache"),
     Feature("cache_evictions_rate", "ln(1+ev/s)", "log1p(rate)", ("cache_evictions",), lambda s: _log1p(s.rate("cache_evictions")), "cache evictions per second"),
     Feature("cache_served_stale_rate", "ln(1+1/s)", "log1p(rate)", ("cache_stale",), lambda s: _log1p(s.rate("cache_stale")), "stale answers served per second"),
     Feature("upstream_requests_rate", "ln(1+req/s)", "log1p(rate)", ("up_req",), lambda s: _log1p(s.rate("up_req")), "queries forwarded upstream per second"),
-    Feature("upstream_share", "ratio", "upstream rate / request rate", ("up_req", "req"), lambda s: s.share("up_req", "req"), "share of queries that went upstream"),
-    Feature("upstream_error_share", "ratio", "share of rates", ("up_err", "up_req"), lambda s: s.share("up_err", "up_req"), "share of upstream answers not NOERROR/NXDOMAIN"),
-    Feature("upstream_latency_p50", "log10(s)", "histogram_quantile(0.5) of one-step deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.5)), "median upstream round trip"),
-    Feature("upstream_latency_p99", "log10(s)", "histogram_quantile(0.99) of one-step deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.99)), "99th percentile upstream round trip"),
+    Feature("upstream_share", "ratio", "upstream rate / request rate", ("up_req", "req"), lambda s: s.share("up_req", "req"), "share of queries that went upstream", ("req",)),
+    Feature("upstream_error_share", "ratio", "share of rates", ("up_err", "up_req"), lambda s: s.share("up_err", "up_req"), "share of upstream answers not NOERROR/NXDOMAIN", ("up_req",)),
+    Feature("upstream_latency_p50", "log10(s)", "histogram_quantile(0.5) of one-step deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.5)), "median upstream round trip", ("up_req",)),
+    Feature("upstream_latency_p99", "log10(s)", "histogram_quantile(0.99) of one-step deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.99)), "99th percentile upstream round trip", ("up_req",)),
     Feature("upstream_healthcheck_failures_rate", "ln(1+1/s)", "log1p(rate)", ("up_hc_fail",), lambda s: _log1p(s.rate("up_hc_fail")), "upstream health-check failures per second"),
     Feature("upstream_max_concurrent_rejects_rate", "ln(1+1/s)", "log1p(rate)", ("up_rejects",), lambda s: _log1p(s.rate("up_rejects")), "queries refused by forward's max_concurrent per second"),
     Feature("panics_rate", "ln(1+1/s)", "log1p(rate)", ("panics",), lambda s: _log1p(s.rate("panics")), "panics recovered per second"),
@@ -227,33 +267,83 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
 
 class FeatureState:
-    """Per-instance memory of the previous step, so each update yields one feature row."""
+    """Per-instance memory of the last steps' aggregates, so each update yields one feature row."""
 
-    def __init__(self) -> None:
-        self.prev: Values | None = None
-        self.prev_ts: float | None = None
+    def __init__(self, evidence: Evidence = EVIDENCE) -> None:
+        self.evidence = evidence
+        self.history: deque[tuple[float, Values]] = deque()  # (ts, aggregates), oldest first
+
+    @property
+    def prev(self) -> Values | None:
+        """The newest page's aggregates (None before the first)."""
+        return self.history[-1][1] if self.history else None
 
     def reset(self) -> None:
-        self.prev = self.prev_ts = None
+        self.history.clear()
 
     def update(self, page: Page, ts: float) -> np.ndarray:
         """Feature row (float64, NaN = masked) for the step ending at ts."""
         cur = aggregate(page)
-        prev, prev_ts = self.prev, self.prev_ts
-        self.prev, self.prev_ts = cur, ts
-        if prev is None or prev_ts is None or ts <= prev_ts:
+        if self.history and ts <= self.history[-1][0]:
+            self.history.clear()  # time went backwards: nothing before can be trusted
+        hist = list(self.history)
+        self.history.append((ts, cur))
+        while self.history and ts - self.history[0][0] > self.evidence.max_lookback_seconds:
+            if len(self.history) <= 2:
+                break  # the previous step is always kept
+            self.history.popleft()
+        if not hist:
             return np.full(len(FEATURES), np.nan)
-        st_now, st_before = cur.get("start_time"), prev.get("start_time")
-        restarted = st_now is not None and st_before is not None and st_now != st_before
-        step = Step(cur, prev, ts - prev_ts, restarted)
         row = np.empty(len(FEATURES))
+        steps: dict[int, Step] = {}
+        lookbacks: dict[tuple[str, ...], int] = {}
         for i, f in enumerate(FEATURES):
+            if f.evidence not in lookbacks:
+                lookbacks[f.evidence] = self._lookback(f.evidence, cur, hist)
+            k = lookbacks[f.evidence]
+            if k not in steps:
+                prev_ts, prev = hist[-k]
+                steps[k] = Step(cur, prev, ts - prev_ts, _restarted(cur, prev))
             try:
-                v = float(f.fn(step))
+                v = float(f.fn(steps[k]))
             except (ZeroDivisionError, ValueError, TypeError, OverflowError):
                 v = math.nan
             row[i] = v if math.isfinite(v) else math.nan
         return row
+
+    def _lookback(
+        self, evidence: tuple[str, ...], cur: Values, hist: list[tuple[float, Values]]
+    ) -> int:
+        """How many steps back a feature made of `evidence` events reads: the fewest that hold
+        min_events of them, never across a restart or a counter reset, never past
+        max_lookback_seconds (then as far as allowed)."""
+        if not evidence or self.evidence.min_events <= 0:
+            return 1
+        now = _total(cur, evidence)
+        k = 1
+        for j in range(1, len(hist) + 1):
+            prev = hist[-j][1]
+            if j > 1 and _restarted(cur, prev):
+                break
+            before = _total(prev, evidence)
+            if j > 1 and (now is None or before is None or before > now):
+                break
+            k = j
+            if now is None or before is None or now - before >= self.evidence.min_events:
+                break
+        return k
+
+
+def _total(values: Values, keys: tuple[str, ...]) -> float | None:
+    parts = [values.get(k) for k in keys]
+    if any(not isinstance(p, float) for p in parts):
+        return None
+    return float(sum(parts))  # type: ignore[arg-type]
+
+
+def _restarted(cur: Values, prev: Values) -> bool:
+    now, before = cur.get("start_time"), prev.get("start_time")
+    return now is not None and before is not None and now != before
 
 
 def feature_table_markdown() -> str:

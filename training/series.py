@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exporter.baseline import BaselineSpec, Replay, replay
+from ..exporter.features import EVIDENCE
 
 NORMAL = "normal"
 
@@ -136,7 +137,11 @@ class Scaler:
         return s.baseline.normalize_windows(Xw, last, self.spec.clip)
 
     def to_dict(self) -> dict:
-        return {"normalization": "instance_baseline", "baseline": self.spec.to_dict()}
+        return {
+            "normalization": "instance_baseline",
+            "baseline": self.spec.to_dict(),
+            "evidence": EVIDENCE.to_dict(),  # featurize's FeatureState reads with it
+        }
 
     @classmethod
     def from_dict(cls, d: dict, n_features: int) -> Scaler:

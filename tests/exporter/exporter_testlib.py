@@ -300,7 +300,7 @@ def warm_baseline_state(bundle, scenario: str = "normal") -> dict:
     key = (bundle.sha256, scenario)
     if key not in _WARM:
         spec, step = bundle.baseline, bundle.step_seconds
-        tl, fs = Timeline(scenario), FeatureState()
+        tl, fs = Timeline(scenario), FeatureState(bundle.evidence)
         b = InstanceBaseline(spec, len(FEATURE_NAMES))
         t = 1_700_000_000.0
         n = int(spec.warmup_seconds / step) + int(spec.sample_every / step) * (spec.min_rows + 2)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
+
 from exporter_testlib import Timeline, metrics_text, parse_metrics, prefill, series, value
 
 from coredns_anomaly.exporter.engine import Observation
@@ -92,7 +94,11 @@ def test_baselines_survive_a_restart(tmp_path, make_exporter, clock, bundle):
     _steps(y, clock, tl, inst, n, 1)
     after = y.engine.states[inst]
     assert not after.learning  # no second warm-up after a restart
-    assert abs(after.baseline.loc[0] - before.loc[0]) < 0.05
+    # The same rows, so the same normal: the spread reservoir and the location's recent rows.
+    np.testing.assert_allclose(after.baseline.rows, before.rows, atol=1e-5, equal_nan=True)
+    got, want = (np.stack([r for _, r in b.recent]) for b in (after.baseline, before))
+    np.testing.assert_allclose(got, want, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(after.baseline.spread, before.spread, atol=1e-5)
 
 
 def test_an_unreadable_state_file_means_learning_anew(tmp_path, make_exporter, clock, caplog):

@@ -16,6 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from coredns_anomaly.loop.demo import warm_up_seconds
 from coredns_anomaly.training.lab import faults, processes
 from coredns_anomaly.training.lab.lab import Lab, LabSettings
 
@@ -71,7 +72,14 @@ def test_fault_raises_and_clears_only_its_instance(tmp_path):
             a, b = ("coredns_anomaly", inst[sick.name]), ("coredns_anomaly", inst[healthy.name])
             time.sleep(2)
             wait_for(port, lambda s: a in s and b in s, 60, timeline, "both windows to fill")
-            # A calm minute first: the model must not flag normal lab traffic.
+            # Each instance first learns its own normal (the bundle's warm-up), as on day one.
+            warm = warm_up_seconds(ROOT / "models/default")
+            learned = lambda s: (
+                s.get(("coredns_anomaly_learning", a[1])) == 0
+                and s.get(("coredns_anomaly_learning", b[1])) == 0
+            )  # noqa: E731
+            wait_for(port, learned, warm + 60, timeline, "both baselines to be learned")
+            # Calm seconds first: the model must not flag normal lab traffic.
             calm_until = time.monotonic() + 20
             while time.monotonic() < calm_until:
                 s = wait_for(port, lambda s: True, 5, timeline, "metrics")
