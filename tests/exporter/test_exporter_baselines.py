@@ -7,7 +7,6 @@ import json
 import logging
 
 import numpy as np
-
 from exporter_testlib import Timeline, metrics_text, parse_metrics, prefill, series, value
 
 from coredns_anomaly.exporter.engine import Observation

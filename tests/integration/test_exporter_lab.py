@@ -74,10 +74,10 @@ def test_fault_raises_and_clears_only_its_instance(tmp_path):
             wait_for(port, lambda s: a in s and b in s, 60, timeline, "both windows to fill")
             # Each instance first learns its own normal (the bundle's warm-up), as on day one.
             warm = warm_up_seconds(ROOT / "models/default")
-            learned = lambda s: (
-                s.get(("coredns_anomaly_learning", a[1])) == 0
-                and s.get(("coredns_anomaly_learning", b[1])) == 0
-            )  # noqa: E731
+
+            def learned(s: dict) -> bool:
+                return all(s.get(("coredns_anomaly_learning", k[1])) == 0 for k in (a, b))
+
             wait_for(port, learned, warm + 60, timeline, "both baselines to be learned")
             # Calm seconds first: the model must not flag normal lab traffic.
             calm_until = time.monotonic() + 20
