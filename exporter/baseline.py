@@ -94,6 +94,14 @@ class BaselineSpec:
         floor_abs, floor_rel = default_floors(n_features)
         return cls(floor_abs=floor_abs, floor_rel=floor_rel, **kw)
 
+    @classmethod
+    def for_step(cls, step: float, n_features: int | None = None, **kw) -> BaselineSpec:
+        """The spec for data scraped every `step` seconds: the location needs >= 8 rows and
+        the warm-up >= 20, so at 30 s they grow to 4 and 10 minutes (5 and 2 at 2 s or 15 s)."""
+        kw.setdefault("location_seconds", max(120.0, 8 * step))
+        kw.setdefault("warmup_seconds", max(300.0, 20 * step))
+        return cls.for_features(len(FEATURES) if n_features is None else n_features, **kw)
+
     @property
     def sample_every(self) -> float:
         return self.horizon_seconds / self.capacity

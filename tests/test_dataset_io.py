@@ -145,3 +145,18 @@ def test_resample_keeps_every_kth_scrape_and_the_counters_as_they_were():
     assert r.labels.equals(ds.labels)
     with pytest.raises(ValueError):
         ds_mod.resample(ds, 0)
+
+
+def test_resample_to_a_step_keeps_the_first_scrape_of_every_interval():
+    """2 s scrapes as a 15 s Prometheus holds them: gaps of 14 or 16 s, 15 s on average."""
+    ds = make_dataset(n_steps=61)  # 120 s at 2 s
+    r = ds_mod.resample_to(ds, 15.0)
+    assert r.step == 15.0 and r.meta["resampled_from"]["to_step_seconds"] == 15.0
+    for inst in ds.instances:
+        t = np.sort(r.samples[r.samples["instance"] == inst]["timestamp"].unique())
+        gaps = np.diff(t)
+        assert set(np.round(gaps).tolist()) <= {14.0, 16.0}
+        assert abs(gaps.mean() - 15.0) <= 1.0 and len(t) == 9  # 0, 16, 30, 46, 60, ... 120
+    assert r.labels.equals(ds.labels)
+    with pytest.raises(ValueError):
+        ds_mod.resample_to(ds, 1.0)  # faster than the recording

@@ -105,6 +105,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="baseline rule file",
     )
     tr.add_argument("--quick", action="store_true", help="one configuration per model (smoke runs)")
+    tr.add_argument(
+        "--export-kind",
+        choices=("autoencoder", "classifier", "siamese", "ensemble"),
+        help="export the best of this kind (default: the best of all on validation)",
+    )
     tr.set_defaults(handler=_train)
 
     fit = sub.add_parser(
@@ -156,10 +161,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     om.set_defaults(handler=_dataset_openmetrics)
     rs = dset_sub.add_parser(
         "resample",
-        help="keep every K-th scrape: the dataset as a slower Prometheus (e.g. 15 or 30 s) holds it",
+        help="the dataset as a slower Prometheus (e.g. 15 or 30 s) would hold it",
     )
     rs.add_argument("dataset", type=Path)
-    rs.add_argument("--every", type=int, required=True, help="keep one scrape in K")
+    how = rs.add_mutually_exclusive_group(required=True)
+    how.add_argument("--every", type=int, help="keep one scrape in K")
+    how.add_argument(
+        "--step", type=float, help="keep the first scrape at or after every multiple of STEP s"
+    )
     rs.add_argument("--out", type=Path, required=True)
     rs.set_defaults(handler=_dataset_resample)
 
@@ -250,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
             args.epochs, args.batch_size, args.seed, args.mixin_rules,
             progress=lambda m: log.info("train: %s", m), quick=args.quick,
             val_novel=tuple(c for c in args.val_novel.split(",") if c),
-            include_weak=not args.no_weak_labels,
+            include_weak=not args.no_weak_labels, export_kind=args.export_kind,
         )  # fmt: skip
     except (DatasetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
@@ -299,11 +308,12 @@ def _dataset_resample(args: argparse.Namespace) -> int:
 
     from . import dataset as ds_mod
 
-    if args.every < 1:
+    if args.every is not None and args.every < 1:
         raise UsageError("--every must be >= 1")
     try:
-        ds = ds_mod.resample(ds_mod.load(args.dataset), args.every)
-    except ds_mod.DatasetError as exc:
+        ds = ds_mod.load(args.dataset)
+        ds = ds_mod.resample(ds, args.every) if args.every else ds_mod.resample_to(ds, args.step)
+    except (ds_mod.DatasetError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     ds_mod.write(ds, args.out)
     print(f"dataset: {args.out} (step {ds.step:g} s)")

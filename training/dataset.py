@@ -11,6 +11,7 @@ Raw samples (not features) are kept so any feature can be recomputed later.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,27 @@ def label_sources_at(ds: Dataset, instance: str, times: np.ndarray) -> np.ndarra
         elif cls == "false_alarm":
             out[inside] = "false_alarm"
     return out
+
+
+def resample_to(ds: Dataset, step: float) -> Dataset:
+    """The scrapes a Prometheus scraping every `step` seconds would hold: per instance, the
+    first recorded scrape at or after each multiple of `step` from its first one. With a 2 s
+    recording and a 15 s step the gaps are 14 or 16 s, a real scrape's jitter; the card
+    records the mean."""
+    if not (math.isfinite(step) and step >= ds.step):
+        raise ValueError(f"step {step} must be >= the recording's {ds.step:g} s")
+    keep = []
+    for _inst, df in ds.samples.groupby("instance", observed=True):
+        times = np.sort(df["timestamp"].unique())
+        n = int(math.floor((times[-1] - times[0]) / step + 1e-6)) + 1
+        grid = times[0] + step * np.arange(n)
+        picked = np.unique(times[np.minimum(np.searchsorted(times, grid - 1e-6), len(times) - 1)])
+        keep.append(df[df["timestamp"].isin(picked)])
+    samples = pd.concat(keep, ignore_index=True) if keep else ds.samples.iloc[:0]
+    meta = dict(ds.meta)
+    meta["step_seconds"] = float(step)
+    meta["resampled_from"] = {"step_seconds": ds.step, "to_step_seconds": float(step)}
+    return Dataset(samples, ds.labels.copy(), meta)
 
 
 def resample(ds: Dataset, every: int) -> Dataset:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .series import NORMAL, Scaler, Series, Windows, make_windows
+from .series import NORMAL, Scaler, Series, Windows, make_windows, typical_step
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,7 @@ class AnomalyDetector:
             self.feature_names = names
             self.initialize_new_weights(len(names))
         self.feature_names = names
-        self.step_seconds = (
-            float(np.median(np.diff(series[0].times))) if len(series[0].times) > 1 else None
-        )
+        self.step_seconds = typical_step(series[0].times)
         self.scaler = Scaler.fit(series)
         tr = make_windows(series, self.window, self.scaler, exclude_classes=exclude_classes)
         if not len(tr):

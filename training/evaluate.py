@@ -87,20 +87,29 @@ def evaluate_decisions(
     alarm: np.ndarray,
     step: float,
     grace_steps: int = 5,
+    aftermath_steps: int = 0,
 ) -> dict[str, Any]:
-    """All figures for one set of decisions (model or rules) on the same windows."""
+    """All figures for one set of decisions (model or rules) on the same windows.
+
+    With `aftermath_steps`, false alarms that start within that many steps after an episode
+    ended are also counted apart (`aftermath_alarms`), and the rest (`steady_false_alarms`) per
+    hour of healthy traffic outside those stretches: a recording with a fault every minute is
+    mostly aftermath, a cluster's day is mostly steady.
+    """
     y = (labels != NORMAL).astype(int)
     out: dict[str, Any] = {"pointwise": binary_metrics(alarm, y)}
     per_class: dict[str, dict[str, Any]] = {}
-    false_alarms = 0
-    normal_steps = 0
+    false_alarms = aftermath_alarms = 0
+    normal_steps = steady_steps = 0
     short_episodes = 0
     for _inst, idx in _groups(instances, times):
         lab, t, a = labels[idx], times[idx], alarm[idx]
         eps = episodes(lab, t)
         covered = np.zeros(len(idx), bool)
+        after = np.zeros(len(idx), bool)
         for cls, i, j in eps:
             covered[i : min(len(idx), j + grace_steps)] = True
+            after[j : min(len(idx), j + aftermath_steps)] = True
             c = per_class.setdefault(cls, {"episodes": 0, "detected": 0, "delays_steps": []})
             if j - i < MIN_EPISODE_STEPS:
                 short_episodes += 1
@@ -112,7 +121,9 @@ def evaluate_decisions(
                 c["delays_steps"].append(int(hits[0]))
         starts = np.flatnonzero(a & ~np.concatenate([[False], a[:-1]]))
         false_alarms += int((~covered[starts]).sum())
+        aftermath_alarms += int((~covered[starts] & after[starts]).sum())
         normal_steps += int((lab == NORMAL).sum())
+        steady_steps += int(((lab == NORMAL) & ~after).sum())
     for cls, c in per_class.items():
         mask = labels == cls
         c["recall_episode"] = c["detected"] / c["episodes"] if c["episodes"] else None
@@ -128,6 +139,12 @@ def evaluate_decisions(
     out["false_alarms"] = false_alarms
     out["normal_hours"] = normal_hours
     out["false_alarms_per_hour"] = false_alarms / normal_hours if normal_hours else None
+    if aftermath_steps:
+        steady_hours = steady_steps * step / 3600
+        out["aftermath_steps"] = aftermath_steps
+        out["aftermath_alarms"] = aftermath_alarms
+        out["steady_false_alarms"] = false_alarms - aftermath_alarms
+        out["steady_normal_hours"] = steady_hours
     return out
 
 

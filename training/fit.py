@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -70,7 +71,7 @@ class FitConfig:
     max_inject_instances: int = 8
     seed: int = 0
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    spec: BaselineSpec = field(default_factory=BaselineSpec)
+    spec: BaselineSpec | None = None  # None: BaselineSpec.for_step(the data's step)
 
     @property
     def healthy_run(self) -> int:
@@ -300,6 +301,8 @@ def fit(
     progress("step", f"{len(series)} instances")
     step = infer_step(series)
     progress("step", f"{step:g} s", 1)
+    if cfg.spec is None:
+        cfg = dataclasses.replace(cfg, spec=BaselineSpec.for_step(step))
 
     attach_many(
         series,

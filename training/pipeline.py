@@ -508,7 +508,12 @@ def run(
     quick: bool = False,
     val_novel: tuple[str, ...] = VAL_NOVEL_DEFAULT,
     include_weak: bool = True,
+    export_kind: str | None = None,
 ) -> dict[str, Any]:
+    """The whole pipeline. `export_kind` exports the best configuration of that kind instead of
+    the best of all on validation (every kind is still trained, scored and reported): the
+    unsupervised autoencoder learns only what healthy traffic looks like, which is what must
+    carry over to a cluster none of the data came from."""
     t_start = time.monotonic()
     series, loaded = load_series(datasets, label_files or [], include_weak)
     split = time_split(series)
@@ -528,9 +533,14 @@ def run(
     best_per_kind["ensemble"] = ensemble_candidate(
         best_per_kind, split, held_out, val_novel, progress, judge, loco
     )
-    chosen = max(best_per_kind.values(), key=lambda c: c.rank)
+    best = max(best_per_kind.values(), key=lambda c: c.rank)
+    if export_kind is not None and export_kind not in best_per_kind:
+        raise ValueError(f"--export-kind {export_kind!r}: one of {', '.join(best_per_kind)}")
+    chosen = best_per_kind[export_kind] if export_kind else best
     progress(
-        f"chosen on validation: {chosen.kind} W={chosen.window} filters={chosen.filters} debounce={chosen.debounce}"
+        f"chosen {'by --export-kind' if export_kind else 'on validation'}: {chosen.kind} "
+        f"W={chosen.window} filters={chosen.filters} debounce={chosen.debounce} (best on "
+        f"validation: {best.kind})"
     )
 
     results: dict[str, Any] = {
@@ -593,6 +603,8 @@ def run(
         for v in [*cands.values(), [best_per_kind["ensemble"]]] for c in v
     ]  # fmt: skip
     results["chosen"] = chosen.kind
+    results["chosen_by"] = "--export-kind" if export_kind else "validation"
+    results["best_on_validation"] = best.kind
     results["train_seconds"] = time.monotonic() - t_start
     results["datasets"] = [str(p) for p in datasets]
     results["label_files"] = [str(p) for p in (label_files or [])]

@@ -123,7 +123,13 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
         f"rewards catching the unseen): {', '.join(results.get('val_novel_classes', [])) or 'none'}. "
         f"Step {step:.3g} s. Training took {results['train_seconds']:.0f} s.",
         "",
-        f"Chosen on validation: **{chosen}** (window {m['config']['window']}, filters {m['config']['filters']}, "
+        (
+            f"Exported: **{chosen}**, the best of its kind on validation (`--export-kind`; the "
+            f"best of all on validation was {results.get('best_on_validation')}) "
+            if results.get("chosen_by") == "--export-kind"
+            else f"Chosen on validation: **{chosen}** "
+        )
+        + f"(window {m['config']['window']}, filters {m['config']['filters']}, "
         f"debounce {m['config']['debounce']} steps, threshold {m['config']['threshold']:.4g}).",
         "",
         "## Test split",

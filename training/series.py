@@ -50,9 +50,26 @@ class Series:
         )  # fmt: skip
 
 
+def typical_step(times: np.ndarray) -> float | None:
+    """The scrape interval: the mean of the intervals near the median (missed scrapes left out).
+    Not the median alone: a 15 s Prometheus over 2 s scrapes alternates 14 and 16 s gaps."""
+    d = np.diff(np.asarray(times, float))
+    d = d[d > 0]
+    if not len(d):
+        return None
+    med = float(np.median(d))
+    near = d[(d > 0.5 * med) & (d < 1.5 * med)]
+    return float(near.mean()) if len(near) else med
+
+
+def default_spec(s: Series) -> BaselineSpec:
+    """The baseline spec for this series' features at its own scrape step."""
+    return BaselineSpec.for_step(typical_step(s.times) or 2.0, s.X.shape[1])
+
+
 def attach_baseline(s: Series, spec: BaselineSpec | None = None) -> Series:
     """Replay the exporter's per-instance baseline over `s` (labelled steps kept out of it)."""
-    spec = spec or BaselineSpec.for_features(s.X.shape[1])
+    spec = spec or default_spec(s)
     s.baseline = replay(s.X, s.times, s.labels != NORMAL, spec)
     return s
 
@@ -117,7 +134,7 @@ class Scaler:
 
     @classmethod
     def fit(cls, series: list[Series], spec: BaselineSpec | None = None) -> Scaler:
-        out = cls(spec or BaselineSpec.for_features(series[0].X.shape[1] if series else 0))
+        out = cls(spec or (default_spec(series[0]) if series else BaselineSpec.for_features(0)))
         for s in series:
             if s.baseline is None:
                 attach_baseline(s, out.spec)

@@ -152,3 +152,26 @@ def test_a_bad_spec_is_refused_with_its_field(change, words):
         BaselineSpec.from_dict(d, F)
     with pytest.raises(BaselineSpecError, match="must be an object"):
         BaselineSpec.from_dict([1], F)
+
+
+def test_the_spec_scales_with_the_scrape_step():
+    """>= 8 rows for the location and >= 20 for the warm-up, whatever the step."""
+    fast, slow = BaselineSpec.for_step(2.0), BaselineSpec.for_step(30.0)
+    assert (fast.location_seconds, fast.warmup_seconds) == (120.0, 300.0)
+    assert (slow.location_seconds, slow.warmup_seconds) == (240.0, 600.0)
+    assert BaselineSpec.for_step(15.0).warmup_seconds == 300.0
+
+
+def test_the_location_follows_a_drifting_level_the_spread_remembers_it():
+    """A level creeping up in health (a cache filling after a restart) is followed within the
+    location window, not read as an anomaly for the whole 30-minute horizon."""
+    spec = BaselineSpec(warmup_seconds=300, min_rows=10, location_seconds=120)
+    b = InstanceBaseline(spec, F)
+    rng = np.random.default_rng(5)
+    n = 900  # 30 minutes at 2 s, the level rising from 5 to 6
+    X = _rows(n, rng, noise=0.02) + np.linspace(0.0, 1.0, n)[:, None]
+    _feed(b, X, 2.0)
+    j = FEATURE_NAMES.index("dns_requests_rate")
+    assert b.loc[j] == pytest.approx(X[-60:, j].mean(), abs=0.05)  # the last two minutes
+    assert np.nanmedian(b.rows[: b.n_rows, j]) < b.loc[j] - 0.2  # the reservoir lags behind
+    assert b.spread[j] > 0.1  # the drift widens the spread: slow creep is normal here

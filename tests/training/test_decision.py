@@ -106,3 +106,16 @@ def test_an_episode_with_too_few_scored_steps_counts_point_wise_only():
     assert res["per_class"]["cpu_starvation"]["recall_episode"] is None
     assert res["episode_recall"] == 1.0
     assert res["pointwise"]["confusion"]["fn"] == 2 + 1  # the late start and the short episode
+
+
+def test_alarms_soon_after_a_fault_are_counted_apart_as_aftermath():
+    times, labels, _ = _timeline()  # faults at steps 100-130 and 250-280
+    inst = np.full(len(times), "coredns-0", object)
+    alarm = np.zeros(len(times), bool)
+    alarm[[20, 140, 300, 360]] = True  # steady, 10 steps after, 20 after, 80 after
+    res = evaluate_decisions(times, inst, labels, alarm, 2.0, aftermath_steps=30)
+    assert res["false_alarms"] == 4 and res["aftermath_alarms"] == 2
+    assert res["steady_false_alarms"] == 2
+    # healthy steps minus the two 30-step aftermaths, in hours
+    assert res["steady_normal_hours"] == pytest.approx((400 - 60 - 60) * 2.0 / 3600)
+    assert "aftermath_alarms" not in evaluate_decisions(times, inst, labels, alarm, 2.0)

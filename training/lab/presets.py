@@ -86,6 +86,14 @@ PRESETS = {
         gap=(170.0, 280.0), duration=(120.0, 220.0), benign_probability=0.6,
         description="a 15 s scrape interval, faults of 2-4 min, 20-300 lookups/s",
     ),
+    # Hours of mostly healthy traffic for the false-alarm rate: a fault every ~15 min per
+    # instance (the other recordings have one every minute or two), benign events between.
+    "env-soak": Preset(
+        instances=6, step=2.0, seed=3106, base_rates=(5.0, 12.0, 30.0, 80.0, 200.0, 400.0),
+        classes=FAULT_CLASSES, episodes_per_class=1, warmup=ENV_WARMUP,
+        gap=(600.0, 1000.0), duration=(40.0, 70.0), benign_probability=1.0,
+        description="mostly healthy: 6 instances at 5-400 lookups/s, a fault per ~15 min each",
+    ),
 }  # fmt: skip
 
 
