@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,24 @@ SCHEMA_VERSIONS = (2,)
 NORMALIZATION = "instance_baseline"
 TYPE_PROFILE_STEPS = 3  # the type is read from the mean z-score of the last steps
 MAX_MISSING = 0.5  # a window with more missing steps than this is not scored
+MAX_META_BYTES = 4 * 1024 * 1024  # model.json is ~10 KB; a huge one is not ours
+MAX_META_DEPTH = 32  # model.json nests ~5 deep; deeper JSON would blow the stack when compared
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+MAX_WINDOW = 100_000
+MAX_DEBOUNCE = 100_000
+MAX_CENTROID = 1e6
 
 
 class BundleError(ValueError):
-    """A bundle the exporter must not serve; the message says what is wrong and what to do."""
+    """A bundle the exporter must not serve; the message says what is wrong and what to do.
+
+    Always one line (the CLI prints it as is, the reload log writes it as one record) and of
+    bounded length, whatever the input quoted into it.
+    """
+
+    def __init__(self, message: object) -> None:
+        text = " ".join(str(message).split())
+        super().__init__(text if len(text) <= 2000 else text[:1997] + "...")
 
 
 __all__ = ["Bundle", "BundleError", "load_bundle", "standardize", "type_profile", "window_ok"]
@@ -67,10 +82,16 @@ class Bundle:
 
     @property
     def version(self) -> str:
-        return str(self.meta.get("versions", {}).get("project", "unknown"))
+        versions = self.meta.get("versions")
+        return str(versions.get("project", "unknown")) if isinstance(versions, dict) else "unknown"
 
     def runtime(self) -> Runtime:
-        return Runtime(self.flat, self.window, self.n_features)
+        """A new interpreter for this bundle. A failure is a BundleError like any other refusal,
+        so whoever swaps bundles (hot reload) catches one exception type."""
+        try:
+            return Runtime(self.flat, self.window, self.n_features)
+        except RuntimeLoadError as exc:
+            raise BundleError(f"{self.path / 'model.tflite'}: {exc}") from exc
 
     def nearest_types(self, Z: np.ndarray) -> list[str]:
         if not len(self.type_names) or not len(Z):
@@ -81,14 +102,45 @@ class Bundle:
 
 
 def read_meta(jpath: Path) -> dict[str, Any]:
-    """model.json as a dict. The rules generator reads bundles through this too."""
+    """model.json as a dict. The rules generator reads bundles through this too.
+
+    Refused with BundleError: unreadable, not UTF-8, not JSON, larger than MAX_META_BYTES,
+    nested deeper than MAX_META_DEPTH (a deeper document would exhaust the stack wherever it
+    is walked or compared later), integers of more digits than Python converts, not an object.
+    """
     try:
-        meta = json.loads(jpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{jpath} is not valid JSON: {exc}") from exc
+        size = jpath.stat().st_size
+        if size > MAX_META_BYTES:
+            raise BundleError(f"{jpath} is {size} bytes, over {MAX_META_BYTES}: not a model.json")
+        meta = json.loads(jpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{jpath} is not valid JSON: {_short(exc)}") from None
     if not isinstance(meta, dict):
         raise BundleError(f"{jpath} must hold a JSON object")
+    if _depth(meta) > MAX_META_DEPTH:
+        raise BundleError(f"{jpath} nests deeper than {MAX_META_DEPTH} levels: not a model.json")
     return meta
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a JSON document, without recursion (it may be deep)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_META_DEPTH:
+            break
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node)
+    return deepest
 
 
 def meta_field(meta: dict, dotted: str, where: str | Path = "model.json") -> Any:
@@ -103,9 +155,96 @@ def meta_field(meta: dict, dotted: str, where: str | Path = "model.json") -> Any
     return cur
 
 
+def _wrong(where: Path, dotted: str, value: Any, want: str) -> BundleError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return BundleError(f"{where}: `{dotted}` is {shown}, must be {want}; re-export the bundle")
+
+
+def _number(meta: dict, dotted: str, where: Path, lo: float, hi: float) -> float:
+    """A finite JSON number in [lo, hi] (not a bool, not a string)."""
+    v = meta_field(meta, dotted, where)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _wrong(where, dotted, v, "a number")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise _wrong(where, dotted, v, f"a finite number in [{lo:g}, {hi:g}]")
+    return f
+
+
+def _integer(meta: dict, dotted: str, where: Path, lo: int, hi: int) -> int:
+    """A JSON integer in [lo, hi] (an integral float such as 8.0 is accepted)."""
+    f = _number(meta, dotted, where, lo, hi)
+    if f != int(f):
+        raise _wrong(where, dotted, meta_field(meta, dotted, where), "an integer")
+    return int(f)
+
+
+def _anomaly_types(meta: dict, jpath: Path, n_features: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, centroids (types, F)) from the optional `anomaly_types` object."""
+    types = meta.get("anomaly_types")
+    if types is None:
+        return (), np.zeros((0, n_features))
+    if not isinstance(types, dict):
+        raise _wrong(jpath, "anomaly_types", types, "an object with names and centroids")
+    names = types.get("names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _wrong(jpath, "anomaly_types.names", names, "a list of strings")
+    cents = types.get("centroids", [])
+    shape_ok = isinstance(cents, list) and len(cents) == len(names)
+    rows_ok = shape_ok and all(
+        isinstance(row, list)
+        and len(row) == n_features
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in row)
+        for row in cents
+    )
+    if not rows_ok:
+        shape = f"{len(cents)} rows" if isinstance(cents, list) else f"a {type(cents).__name__}"
+        raise BundleError(
+            f"{jpath}: anomaly_types.centroids has shape ({shape}), need ({len(names)}, "
+            f"{n_features}) numbers; re-export the bundle"
+        )
+    try:
+        arr = np.asarray(cents, float).reshape(len(names), n_features)
+    except OverflowError:
+        arr = np.full((len(names), n_features), np.inf)
+    if not (np.isfinite(arr).all() and (np.abs(arr) <= MAX_CENTROID).all()):
+        # centroids are mean z-scores, clipped at input.baseline.clip when they were fitted
+        raise BundleError(
+            f"{jpath}: anomaly_types.centroids holds a number that is not a z-score "
+            f"(non-finite or beyond +-{MAX_CENTROID:g})"
+        )
+    return tuple(names), arr
+
+
 def load_bundle(path: str | Path) -> Bundle:
-    """Read, check and test-invoke a bundle directory; BundleError says what is wrong."""
+    """Read, check and test-invoke a bundle directory; BundleError says what is wrong.
+
+    Any malformed input (a missing or unreadable file, a field of the wrong type or range
+    anywhere in model.json, a model the interpreter cannot load or run) raises BundleError and
+    nothing else: the CLI prints it as one line, and a hot reload that gets one keeps serving
+    the old bundle. Unforeseen exceptions from the parts below are turned into BundleError too
+    (naming their type), so that a new kind of bad file is a refused reload, not a dead
+    exporter.
+    """
     path = Path(path)
+    try:
+        return _load(path)
+    except BundleError:
+        raise
+    except (
+        ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+        RecursionError, MemoryError, OSError, RuntimeError,
+    ) as exc:  # fmt: skip
+        raise BundleError(
+            f"{path}: the bundle could not be read ({_short(exc)}); re-export it"
+        ) from exc
+
+
+def _load(path: Path) -> Bundle:
     jpath, mpath = path / "model.json", path / "model.tflite"
     for p in (jpath, mpath):
         if not p.is_file():
@@ -114,27 +253,37 @@ def load_bundle(path: str | Path) -> Bundle:
             )
     meta = read_meta(jpath)
     schema = meta.get("schema_version")
-    if schema == 1:
+    if schema == 1 and not isinstance(schema, bool):
         raise BundleError(
             f"{jpath}: schema_version 1 scales every CoreDNS with one lab-fitted scaler, which "
             "reads any cluster unlike the lab as anomalous; use models/default of this release, "
             "or retrain with `coredns-anomaly train` / `coredns-anomaly fit`"
         )
-    if schema not in SCHEMA_VERSIONS:
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema not in SCHEMA_VERSIONS:
         raise BundleError(
-            f"{jpath}: schema_version {schema!r} is not one this exporter reads "
+            f"{jpath}: schema_version {schema!r:.40} is not one this exporter reads "
             f"({', '.join(map(str, SCHEMA_VERSIONS))}); upgrade the exporter or re-export"
         )
-    flat = mpath.read_bytes()
+    try:
+        size = mpath.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise BundleError(f"{mpath} is {size} bytes, over {MAX_MODEL_BYTES}")
+        flat = mpath.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{mpath} cannot be read: {_short(exc)}") from None
     digest = hashlib.sha256(flat).hexdigest()
-    want = meta_field(meta, "sha256")
+    want = meta_field(meta, "sha256", jpath)
+    if not isinstance(want, str):
+        raise _wrong(jpath, "sha256", want, "the hex sha256 of model.tflite")
     if digest != want:
         raise BundleError(
-            f"{mpath}: sha256 {digest[:12]}... does not match model.json's {str(want)[:12]}...: "
+            f"{mpath}: sha256 {digest[:12]}... does not match model.json's {want[:12]}...: "
             "the two files are from different exports (or a copy is incomplete)"
         )
-    names = tuple(meta_field(meta, "feature_names"))
-    if names != FEATURE_NAMES:
+    names = meta_field(meta, "feature_names", jpath)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _wrong(jpath, "feature_names", names, "a list of feature names")
+    if tuple(names) != FEATURE_NAMES:
         missing = [n for n in FEATURE_NAMES if n not in names]
         extra = [n for n in names if n not in FEATURE_NAMES]
         detail = (
@@ -145,44 +294,42 @@ def load_bundle(path: str | Path) -> Bundle:
             "use an exporter of the version that trained it, or retrain"
         )
     F = len(names)
-    try:
-        window = int(meta_field(meta, "window"))
-        step = float(meta_field(meta, "step_seconds"))
-        norm = meta_field(meta, "input.normalization")
-        if norm != NORMALIZATION:
-            raise BundleError(
-                f"{jpath}: input.normalization {norm!r} is not {NORMALIZATION!r}; re-export"
-            )
-        baseline = BaselineSpec.from_dict(meta_field(meta, "input.baseline"), F)
-        evidence = Evidence.from_dict(meta_field(meta, "input.evidence"))
-        threshold = float(meta_field(meta, "decision.threshold"))
-        debounce = int(meta.get("decision_debounce_steps", 1) or 1)
-        types = meta.get("anomaly_types") or {}
-        tnames = tuple(str(n) for n in types.get("names", []))
-        cents = np.asarray(types.get("centroids", []), float).reshape(len(tnames), -1)
-    except BaselineSpecError as exc:
-        raise BundleError(f"{jpath}: {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{jpath}: a field has the wrong type: {exc}") from exc
-    problems = []
-    if window < 1:
-        problems.append(f"window {window} < 1")
-    if not step > 0:
-        problems.append(f"step_seconds {step} is not positive")
-    if not threshold > 0:
-        problems.append(f"decision.threshold {threshold} is not positive")
-    if len(tnames) and cents.shape != (len(tnames), F):
-        problems.append(
-            f"anomaly_types.centroids has shape {cents.shape}, need ({len(tnames)}, {F})"
+    window = _integer(meta, "window", jpath, 1, MAX_WINDOW)
+    step = _number(meta, "step_seconds", jpath, 1e-3, 86_400.0)
+    norm = meta_field(meta, "input.normalization", jpath)
+    if norm != NORMALIZATION:
+        raise BundleError(
+            f"{jpath}: input.normalization {str(norm)[:40]!r} is not {NORMALIZATION!r}; re-export"
         )
-    if problems:
-        raise BundleError(f"{jpath}: " + "; ".join(problems))
-    bundle = Bundle(
-        path, meta, flat, str(meta.get("model_kind", "unknown")), window, step, baseline,
-        threshold, max(1, debounce), tnames, cents, digest, evidence,
-    )  # fmt: skip
     try:
-        bundle.runtime().check()
+        baseline = BaselineSpec.from_dict(meta_field(meta, "input.baseline", jpath), F)
+        evidence = Evidence.from_dict(meta_field(meta, "input.evidence", jpath))
+    except (BaselineSpecError, ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        if isinstance(exc, OverflowError):  # int(1e999) or float(10**400) in a field
+            exc = f"input.baseline or input.evidence holds a number out of range ({exc})"
+        raise BundleError(f"{jpath}: {exc}") from None
+    threshold = _number(meta, "decision.threshold", jpath, -math.inf, math.inf)
+    if not threshold > 0:
+        raise BundleError(f"{jpath}: decision.threshold {threshold} is not positive")
+    debounce = 1
+    if meta.get("decision_debounce_steps") not in (None, 0):
+        debounce = _integer(meta, "decision_debounce_steps", jpath, 1, MAX_DEBOUNCE)
+    tnames, cents = _anomaly_types(meta, jpath, F)
+    for key in ("versions",):
+        if key in meta and not isinstance(meta[key], dict):
+            raise _wrong(jpath, key, meta[key], "an object")
+    kind = meta.get("model_kind", "unknown")
+    if not isinstance(kind, str):
+        raise _wrong(jpath, "model_kind", kind, "a string")
+    bundle = Bundle(
+        path, meta, flat, kind, window, step, baseline, threshold, debounce, tnames, cents,
+        digest, evidence,
+    )  # fmt: skip
+    runtime = bundle.runtime()  # BundleError if the interpreter cannot load it
+    try:
+        runtime.check()
     except RuntimeLoadError as exc:
         raise BundleError(f"{mpath}: {exc}") from exc
     return bundle

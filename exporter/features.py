@@ -2,7 +2,7 @@
 
 Two declarative tables. AGGREGATES reduce a raw /metrics page to a few sums (counters,
 gauges, histograms summed over labels), naming every metric family they may read, current
-(1.11+ `coredns_proxy_*`) and older (`coredns_forward_*`) alike. FEATURES turn the
+(1.11+ `coredns_proxy_*`) and older (`coredns_forward_*`, before 1.7 `*_count_total`) alike. FEATURES turn the
 aggregates of two steps into model inputs: rates from counter deltas over one step (resets
 handled), shares, histogram quantiles, means, logs. A series a page lacks makes the feature
 masked (NaN), never an error; counters that CoreDNS creates lazily (evictions, panics, ...)
@@ -40,6 +40,9 @@ class Aggregate:
     where: Callable[[Labels], bool] | None = None
     where_text: str = ""
     plugin: str | None = None  # lazily created: 0 (not missing) while this plugin is enabled
+    # A family whose series lack this label cannot be split by it: the aggregate is missing
+    # (CoreDNS <= 1.4's `proxy` plugin shares a name with 1.11+'s but has no `rcode`).
+    needs_label: str | None = None
 
 
 def _eq(label: str, *values: str) -> Callable[[Labels], bool]:
@@ -75,12 +78,12 @@ AGGREGATES: tuple[Aggregate, ...] = (
     Aggregate("cache_entries", "gauge", ("coredns_cache_entries", "coredns_cache_size"), plugin="cache"),
     Aggregate("cache_evictions", "counter", ("coredns_cache_evictions_total",), plugin="cache"),
     Aggregate("cache_stale", "counter", ("coredns_cache_served_stale_total",), plugin="cache"),
-    Aggregate("up_req", "counter", ("coredns_proxy_request_duration_seconds_count", "coredns_forward_requests_total"), _FWD, 'proxy_name="forward"', plugin="forward"),
-    Aggregate("up_err", "counter", ("coredns_proxy_request_duration_seconds_count", "coredns_forward_responses_total"), _FWD_ERR, 'rcode!~"NOERROR|NXDOMAIN"', plugin="forward"),
+    Aggregate("up_req", "counter", ("coredns_proxy_request_duration_seconds_count", "coredns_forward_requests_total", "coredns_forward_request_count_total"), _FWD, 'proxy_name="forward"', plugin="forward"),
+    Aggregate("up_err", "counter", ("coredns_proxy_request_duration_seconds_count", "coredns_forward_responses_total", "coredns_forward_response_rcode_count_total"), _FWD_ERR, 'rcode!~"NOERROR|NXDOMAIN"', plugin="forward", needs_label="rcode"),
     Aggregate("up_dur", "histogram", ("coredns_proxy_request_duration_seconds_bucket", "coredns_forward_request_duration_seconds_bucket"), _FWD, 'proxy_name="forward"', plugin="forward"),
-    Aggregate("up_hc_fail", "counter", ("coredns_proxy_healthcheck_failures_total", "coredns_forward_healthcheck_failures_total"), _FWD, plugin="forward"),
-    Aggregate("up_rejects", "counter", ("coredns_forward_max_concurrent_rejects_total",), plugin="forward"),
-    Aggregate("panics", "counter", ("coredns_panics_total",)),
+    Aggregate("up_hc_fail", "counter", ("coredns_proxy_healthcheck_failures_total", "coredns_forward_healthcheck_failures_total", "coredns_forward_healthcheck_failure_count_total"), _FWD, plugin="forward"),
+    Aggregate("up_rejects", "counter", ("coredns_forward_max_concurrent_rejects_total", "coredns_forward_max_concurrent_reject_count_total"), plugin="forward"),
+    Aggregate("panics", "counter", ("coredns_panics_total", "coredns_panic_count_total")),
     Aggregate("cpu", "counter", ("process_cpu_seconds_total",)),
     Aggregate("rss", "gauge", ("process_resident_memory_bytes",)),
     Aggregate("goroutines", "gauge", ("go_goroutines",)),
@@ -97,15 +100,27 @@ NEEDED_NAMES: frozenset[str] = frozenset(
 
 
 def aggregate(page: Page) -> Values:
-    """Reduce a page to AGGREGATES' sums; None where the page lacks the family."""
+    """Reduce a page to AGGREGATES' sums; None where the page cannot give the sum this step.
+
+    None (the features that read it are masked) when the page lacks the family (unless its
+    plugin is enabled and creates it lazily: then 0), when a series of the sum is NaN or +-Inf
+    (its true value is unknown: summing the rest would read as a counter reset, and the next
+    step as a burst), or when the family lacks the label the aggregate splits by.
+    """
     out: Values = {}
     for ag in AGGREGATES:
-        name = next((n for n in ag.names if page.has(n)), None)
+        name = next((n for n in ag.names if page.present(n)), None)
         if name is None:
             lazy = ag.plugin is not None and page.plugin_enabled(ag.plugin)
             out[ag.key] = (0.0 if ag.kind != "histogram" else {}) if lazy else None
             continue
         rows = page.get(name)
+        bad = page.nonfinite.get(name, ())
+        if ag.where is not None:
+            bad = [lb for lb in bad if ag.where(lb)]
+        if bad or (ag.needs_label and any(ag.needs_label not in lb for lb, _ in rows)):
+            out[ag.key] = None
+            continue
         if ag.where is not None:
             rows = [(lb, v) for lb, v in rows if ag.where(lb)]
         if ag.kind == "histogram":
@@ -116,9 +131,11 @@ def aggregate(page: Page) -> Values:
                 except (KeyError, ValueError):
                     continue
                 buckets[le] = buckets.get(le, 0.0) + v
-            out[ag.key] = buckets
+            finite = all(math.isfinite(v) for v in buckets.values())
+            out[ag.key] = buckets if finite else None
         else:
-            out[ag.key] = float(sum(v for _, v in rows))
+            total = float(sum(v for _, v in rows))
+            out[ag.key] = total if math.isfinite(total) else None  # finite samples can overflow
     return out
 
 
@@ -239,9 +256,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("dns_rcode_nxdomain_share", "ratio", "share of rates", ("resp_nxdomain", "resp"), lambda s: s.share("resp_nxdomain", "resp"), "share of NXDOMAIN responses", ("resp",)),
     Feature("dns_rcode_servfail_share", "ratio", "share of rates", ("resp_servfail", "resp"), lambda s: s.share("resp_servfail", "resp"), "share of SERVFAIL responses", ("resp",)),
     Feature("dns_rcode_refused_share", "ratio", "share of rates", ("resp_refused", "resp"), lambda s: s.share("resp_refused", "resp"), "share of REFUSED responses", ("resp",)),
-    Feature("dns_latency_p50", "log10(s)", "histogram_quantile(0.5) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.5)), "median request duration", ("dur_count",)),
-    Feature("dns_latency_p90", "log10(s)", "histogram_quantile(0.9) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.9)), "90th percentile request duration", ("dur_count",)),
-    Feature("dns_latency_p99", "log10(s)", "histogram_quantile(0.99) of one-step deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.99)), "99th percentile request duration", ("dur_count",)),
+    Feature("dns_latency_p50", "log10(s)", "histogram_quantile(0.5) of counter deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.5)), "median request duration", ("dur_count",)),
+    Feature("dns_latency_p90", "log10(s)", "histogram_quantile(0.9) of counter deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.9)), "90th percentile request duration", ("dur_count",)),
+    Feature("dns_latency_p99", "log10(s)", "histogram_quantile(0.99) of counter deltas", ("dur",), lambda s: _log10s(s.quantile("dur", 0.99)), "99th percentile request duration", ("dur_count",)),
     Feature("dns_latency_mean", "log10(s)", "delta(sum)/delta(count)", ("dur_sum", "dur_count"), lambda s: _log10s(s.delta("dur_sum") / s.delta("dur_count")) if s.delta("dur_count") > 0 else math.nan, "mean request duration", ("dur_count",)),
     Feature("dns_request_size_mean", "ln(1+bytes)", "log1p(delta(sum)/delta(count))", ("reqsize_sum", "reqsize_count"), lambda s: _log1p(s.delta("reqsize_sum") / s.delta("reqsize_count")) if s.delta("reqsize_count") > 0 else math.nan, "mean request size", ("reqsize_count",)),
     Feature("dns_response_size_mean", "ln(1+bytes)", "log1p(delta(sum)/delta(count))", ("respsize_sum", "respsize_count"), lambda s: _log1p(s.delta("respsize_sum") / s.delta("respsize_count")) if s.delta("respsize_count") > 0 else math.nan, "mean response size", ("respsize_count",)),
@@ -252,8 +269,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("upstream_requests_rate", "ln(1+req/s)", "log1p(rate)", ("up_req",), lambda s: _log1p(s.rate("up_req")), "queries forwarded upstream per second"),
     Feature("upstream_share", "ratio", "upstream rate / request rate", ("up_req", "req"), lambda s: s.share("up_req", "req"), "share of queries that went upstream", ("req",)),
     Feature("upstream_error_share", "ratio", "share of rates", ("up_err", "up_req"), lambda s: s.share("up_err", "up_req"), "share of upstream answers not NOERROR/NXDOMAIN", ("up_req",)),
-    Feature("upstream_latency_p50", "log10(s)", "histogram_quantile(0.5) of one-step deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.5)), "median upstream round trip", ("up_req",)),
-    Feature("upstream_latency_p99", "log10(s)", "histogram_quantile(0.99) of one-step deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.99)), "99th percentile upstream round trip", ("up_req",)),
+    Feature("upstream_latency_p50", "log10(s)", "histogram_quantile(0.5) of counter deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.5)), "median upstream round trip", ("up_req",)),
+    Feature("upstream_latency_p99", "log10(s)", "histogram_quantile(0.99) of counter deltas", ("up_dur",), lambda s: _log10s(s.quantile("up_dur", 0.99)), "99th percentile upstream round trip", ("up_req",)),
     Feature("upstream_healthcheck_failures_rate", "ln(1+1/s)", "log1p(rate)", ("up_hc_fail",), lambda s: _log1p(s.rate("up_hc_fail")), "upstream health-check failures per second"),
     Feature("upstream_max_concurrent_rejects_rate", "ln(1+1/s)", "log1p(rate)", ("up_rejects",), lambda s: _log1p(s.rate("up_rejects")), "queries refused by forward's max_concurrent per second"),
     Feature("panics_rate", "ln(1+1/s)", "log1p(rate)", ("panics",), lambda s: _log1p(s.rate("panics")), "panics recovered per second"),
@@ -347,16 +364,33 @@ def _restarted(cur: Values, prev: Values) -> bool:
 
 
 def feature_table_markdown() -> str:
-    """The docs' feature table, generated from FEATURES and AGGREGATES."""
+    """The docs' feature table, generated from FEATURES, AGGREGATES and EVIDENCE."""
     by_key = {a.key: a for a in AGGREGATES}
-    lines = ["| # | feature | unit | transform | source metrics |", "|---|---|---|---|---|"]
+    lines = [
+        "| # | feature | unit | transform | read over | source metrics |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, f in enumerate(FEATURES):
         srcs = []
         for k in f.sources:
             a = by_key[k]
             sel = f"{{{a.where_text}}}" if a.where_text else ""
             srcs.append(" or ".join(f"`{n}{sel}`" for n in a.names))
-        lines.append(
-            f"| {i} | `{f.name}` ({f.description}) | {f.unit} | {f.transform} | {'; '.join(srcs)} |"
+        over = (
+            f"the last steps holding >= {EVIDENCE.min_events:g} events of {' + '.join(f.evidence)}"
+            if f.evidence
+            else "one step"
         )
+        lines.append(
+            f"| {i} | `{f.name}` ({f.description}) | {f.unit} | {f.transform} | {over} | {'; '.join(srcs)} |"
+        )
+    lines += [
+        "",
+        f"Estimated features (shares, quantiles, means) read back over as many steps as hold "
+        f"{EVIDENCE.min_events:g} events of their denominator, at most "
+        f"{EVIDENCE.max_lookback_seconds:g} s and never across a restart: one step on a busy "
+        "CoreDNS, several on a quiet one, where one step's p99 would be the maximum of a few "
+        "queries. Rates are always one step. A bundle records the rule it was trained with "
+        "(`input.evidence`).",
+    ]
     return "\n".join(lines) + "\n"

@@ -57,6 +57,12 @@ def _reorder_features(m: dict) -> None:
     m["feature_names"][0], m["feature_names"][1] = m["feature_names"][1], m["feature_names"][0]
 
 
+def _raw(path: Path, dotted: str, literal: str) -> None:
+    """Set a field to JSON text json.dumps never writes (1e999, a 5,000-digit integer)."""
+    edit_json(path, _set(dotted, "@RAW@"))
+    (path / "model.json").write_text((path / "model.json").read_text().replace('"@RAW@"', literal))
+
+
 def _truncate_tflite(p: Path) -> None:
     (p / "model.tflite").write_bytes((p / "model.tflite").read_bytes()[:4096])
     resign(p)
@@ -91,10 +97,17 @@ BROKEN: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "warm-up missing": (lambda p: edit_json(p, _del("input.baseline.warmup_seconds")), ("lacks 'warmup_seconds'",)),
     "negative warm-up": (lambda p: edit_json(p, _set("input.baseline.warmup_seconds", -5)), ("warmup_seconds -5.0 must be finite and > 0",)),
     "window differs from the model": (lambda p: edit_json(p, _set("window", 9)), ("window 9 x 30", "model input is")),
-    "window zero": (lambda p: edit_json(p, _set("window", 0)), ("window 0 < 1",)),
+    "window zero": (lambda p: edit_json(p, _set("window", 0)), ("`window` is 0",)),
     "centroids of the wrong shape": (lambda p: edit_json(p, lambda m: m["anomaly_types"]["centroids"].pop()), ("centroids has shape",)),
     "model.tflite not a TFLite file": (_not_tflite, ("not a loadable TFLite model",)),
     "model.tflite truncated": (_truncate_tflite, ("model.tflite",)),
+    # issue 13: these killed a running exporter on hot reload (AttributeError, TypeError,
+    # RecursionError) and printed a traceback at start
+    "anomaly_types a list": (lambda p: edit_json(p, _set("anomaly_types", [1])), ("`anomaly_types` is [1], must be an object",)),
+    "feature_names a number": (lambda p: edit_json(p, _set("feature_names", 5)), ("`feature_names` is 5",)),
+    "versions a list": (lambda p: edit_json(p, _set("versions", [])), ("`versions` is [], must be an object",)),
+    "JSON nested 100,000 deep": (lambda p: (p / "model.json").write_text("[" * 100_000 + "]" * 100_000), ("not valid JSON", "RecursionError")),
+    "a baseline integer of 1e999": (lambda p: _raw(p, "input.baseline.min_rows", "1e999"), ("out of range",)),
 }  # fmt: skip
 
 
@@ -132,7 +145,7 @@ def test_standardize_masks_nan_as_the_mean_and_clips():
     assert not window_ok(np.array([True, True, True, False])), "most steps must be present"
 
 
-CLI_CASES = ["wrong checksum", "wrong schema", "a feature renamed", "model.tflite not a TFLite file", "bad JSON", "window differs from the model"]  # fmt: skip
+CLI_CASES = ["wrong checksum", "wrong schema", "a feature renamed", "model.tflite not a TFLite file", "bad JSON", "window differs from the model", "anomaly_types a list", "JSON nested 100,000 deep"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CLI_CASES)
@@ -147,5 +160,7 @@ def test_the_cli_exits_non_zero_with_the_message_and_no_traceback(tmp_path, case
     assert r.returncode != 0
     assert "Traceback" not in r.stderr, r.stderr
     assert "cannot serve the model" in r.stderr, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "cannot serve the model" in ln]
+    assert all(w in line for w in words), "the reason is on the one line"
     for w in words:
         assert w in r.stderr, f"{case}: {w!r} not in {r.stderr!r}"
