@@ -29,6 +29,7 @@ class Option:
     default: Any = None
     many: bool = False  # repeatable flag, comma-separated env, YAML list
     boolean: bool = False
+    aliases: tuple[str, ...] = ()  # other spellings of the flag (e.g. node_exporter's)
 
     @property
     def key(self) -> str:
@@ -60,6 +61,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--insecure-skip-verify", "do not verify TLS certificates", boolean=True, default=False),
     Option("--state-file", "JSON file where each instance's learned baseline is kept across restarts ('' = none)", default="coredns-anomaly-state.json"),
     Option("--log-level", "debug, info, warning, error", default="info"),
+    # Hostile input (docs/exporter.md "Hostile targets and the listener"); the defaults are
+    # scrape.DEFAULT_SAMPLE_LIMIT and page.MAX_PAGE_BYTES (not imported: the CLI stays light).
+    Option("--sample-limit", "refuse a page with more samples than this, like Prometheus' sample_limit (0 = no limit)", type=int, default=20_000),
+    Option("--body-size-limit", "refuse a page larger than this many bytes after decompression (0 = no limit)", type=int, default=20 * 1024 * 1024),
+    Option("--follow-redirects", "same-host (scheme, host and port of the target), any-host, or never", default="same-host"),
+    Option("--web-config-file", "TLS and basic auth for /metrics, in Prometheus' web-config format", aliases=("--web.config.file",)),
 )  # fmt: skip
 
 
@@ -73,12 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("--config", help="YAML file whose keys are the flags with underscores")
     for o in OPTIONS:
+        names = (o.flag, *o.aliases)
         if o.boolean:
-            ex.add_argument(o.flag, action="store_true", default=None, help=o.help)
+            ex.add_argument(*names, action="store_true", default=None, help=o.help)
         elif o.many:
-            ex.add_argument(o.flag, action="append", default=None, help=o.help)
+            ex.add_argument(*names, action="append", default=None, help=o.help)
         else:
-            ex.add_argument(o.flag, type=o.type, default=None, help=o.help)
+            ex.add_argument(*names, type=o.type, default=None, help=o.help)
     ex.add_argument(
         "--check", action="store_true", help="load and check the bundle, print it, exit"
     )
@@ -150,6 +158,13 @@ def settings_from(cfg: dict[str, Any]):
         raise UsageError("--basic-auth-user needs --basic-auth-password-file")
     if bool(cfg["cert_file"]) != bool(cfg["key_file"]):
         raise UsageError("--cert-file and --key-file go together")
+    if cfg["follow_redirects"] not in ("same-host", "any-host", "never"):
+        raise UsageError(
+            f"--follow-redirects must be same-host, any-host or never, got {cfg['follow_redirects']!r}"
+        )
+    for key in ("sample_limit", "body_size_limit"):
+        if cfg[key] < 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 0 (0: no limit)")
     http = HttpOptions(
         bearer_token=read(cfg["bearer_token_file"], "--bearer-token-file"),
         basic_auth=(cfg["basic_auth_user"], password or "") if cfg["basic_auth_user"] else None,
@@ -163,6 +178,9 @@ def settings_from(cfg: dict[str, Any]):
         prometheus_instance_label=cfg["prometheus_instance_label"], shard=shard,
         listen=cfg["listen"], scrape_timeout=cfg["scrape_timeout"], explain_top=cfg["explain_top"],
         workers=cfg["workers"], http=http, state_file=cfg["state_file"] or None,
+        sample_limit=cfg["sample_limit"],
+        body_size_limit=cfg["body_size_limit"] or 2**62,
+        follow_redirects=cfg["follow_redirects"], web_config_file=cfg["web_config_file"] or None,
     )  # fmt: skip
 
 
@@ -171,6 +189,7 @@ def _exporter(args: argparse.Namespace) -> int:
     from .runtime import RuntimeLoadError, runtime_name
     from .server import serve
     from .service import Exporter
+    from .webconfig import WebConfigError, WebConfigFile
 
     cfg = resolve(args)
     logging.getLogger().setLevel(getattr(logging, str(cfg["log_level"]).upper(), logging.INFO))
@@ -194,7 +213,12 @@ def _exporter(args: argparse.Namespace) -> int:
         print(f"coredns-anomaly exporter: {exc}", file=sys.stderr)
         return 2
     try:
-        httpd, _ = serve(exporter, settings.listen)
+        web = WebConfigFile(settings.web_config_file) if settings.web_config_file else None
+    except WebConfigError as exc:
+        print(f"coredns-anomaly exporter: {exc}", file=sys.stderr)
+        return 2
+    try:
+        httpd, _ = serve(exporter, settings.listen, web)
     except OSError as exc:
         print(
             f"coredns-anomaly exporter: cannot listen on {settings.listen}: {exc}", file=sys.stderr
@@ -204,14 +228,17 @@ def _exporter(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: exporter.reload_requested.set())
+    scheme = "https" if web and web.current.ssl_context else "http"
     log.info(
-        "serving %s model (sha256 %s, %s) on http://%s/metrics, step %.3gs",
-        bundle.kind, bundle.sha256[:12], rt, settings.listen, bundle.step_seconds,
+        "serving %s model (sha256 %s, %s) on %s://%s/metrics%s, step %.3gs",
+        bundle.kind, bundle.sha256[:12], rt, scheme, settings.listen,
+        " (basic auth)" if web and web.current.users else "", bundle.step_seconds,
     )  # fmt: skip
     try:
-        exporter.run_forever(stop)
+        exporter.run_forever(stop)  # returns within a scrape deadline of SIGTERM
     finally:
         httpd.shutdown()
+        httpd.server_close()
         exporter.close()
     return 0
 

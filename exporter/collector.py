@@ -1,21 +1,134 @@
-"""The exporter's /metrics: a custom collector over the engine's state (docs/exporter.md).
+"""The exporter's /metrics: a custom collector over snapshots of the engine (docs/exporter.md).
 
 A collector, not module-level gauges, so a series exists only while its fact does: a target
 that left the fleet or is down has no score, a calm target has no type or explanation.
+
+/metrics never waits on a running step. Each step publishes an immutable `Snapshot` of the
+per-target series when it ends; a scrape renders the latest one. (It used to hold the step's
+lock, so a page that was slow to parse made the exporter's own /metrics slow too.) If no step
+has completed for a while (`STALE_STEPS`), the scores are withheld rather than shown as live:
+a stalled exporter must look like one, not like a calm fleet.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from .engine import Engine
     from .service import Exporter
 
 P = "coredns_anomaly"
+# Scores are withheld once the last completed step is older than this many model steps plus
+# that step's own duration (a slow but working exporter keeps its scores).
+STALE_STEPS = 3
+
+
+@dataclass(frozen=True)
+class Row:
+    """One target on the landing page."""
+
+    instance: str
+    up: bool
+    fill_ratio: float
+    score: float | None
+    anomaly: bool | None
+    type: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    generation: int  # Engine.steps_done when it was built
+    engine_id: int  # id() of the engine it was built from (a reload swaps engines in tests)
+    verdicts: tuple[Metric, ...] = ()  # score, anomaly, type, contributions
+    others: tuple[Metric, ...] = ()  # up, errors, fill, learning, missing, duration
+    rows: tuple[Row, ...] = field(default=())
+
+
+def build_snapshot(engine: Engine) -> Snapshot:
+    """The per-target series of the engine as it is now (call with the step's lock held)."""
+
+    def g(n: str, d: str, labels: tuple[str, ...] = ("instance",)) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"{P}{n}", d, labels=list(labels))
+
+    anomaly = g("", "1 while the model calls the latest window anomalous, else 0")
+    score = g("_score", "anomaly score normalised so that >= 1 is anomalous")
+    typ = g(
+        "_type", "likely anomaly class (nearest centroid), 1 while anomalous", ("instance", "type")
+    )
+    contrib = g(
+        "_feature_contribution",
+        "top features driving the score while anomalous",
+        ("instance", "feature"),
+    )
+    fill = g("_window_fill_ratio", "steps in the window / window length (warm-up)")
+    learning = g(
+        "_learning",
+        "1 while the exporter is still learning this instance's normal (no alarms), else 0",
+    )
+    missing = g(
+        "_feature_missing",
+        "1 for each feature whose source metrics this instance's page lacks (not scored)",
+        ("instance", "feature"),
+    )
+    up = g("_target_up", "1 if the last scrape of the target worked and parsed")
+    dur = g("_target_scrape_duration_seconds", "duration of the last scrape")
+    errors = CounterMetricFamily(
+        f"{P}_target_errors", "scrape and parse errors by reason", labels=["instance", "reason"]
+    )
+    rows = []
+    for name, st in sorted(engine.states.items()):
+        fill.add_metric([name], st.fill_ratio)
+        learning.add_metric([name], 1.0 if st.learning else 0.0)
+        for feat in st.missing_features:
+            missing.add_metric([name, feat], 1.0)
+        up.add_metric([name], 1.0 if st.up else 0.0)
+        dur.add_metric([name], st.scrape_duration)
+        for reason, n in st.errors.items():
+            errors.add_metric([name, reason], n)
+        v = st.verdict
+        rows.append(
+            Row(name, st.up, st.fill_ratio, v and v.score, v and v.anomaly, v.type if v else "")
+        )
+        if v is None:
+            continue
+        anomaly.add_metric([name], 1.0 if v.anomaly else 0.0)
+        score.add_metric([name], v.score)
+        if v.anomaly and v.type:
+            typ.add_metric([name, v.type], 1.0)
+        for feat, c in v.top if v.anomaly else ():
+            contrib.add_metric([name, feat], c)
+    return Snapshot(
+        engine.steps_done, id(engine), (anomaly, score, typ, contrib),
+        (fill, learning, missing, up, dur, errors), tuple(rows),
+    )  # fmt: skip
+
+
+def current_snapshot(x: Exporter) -> Snapshot:
+    """The latest snapshot; rebuilt here only if the engine moved on since and no step holds
+    the lock right now (tests and tools that drive the engine directly), never waiting."""
+    snap, engine = x.snapshot, x.engine
+    moved = snap.generation != engine.steps_done or snap.engine_id != id(engine)
+    if moved and x.lock.acquire(blocking=False):
+        try:
+            snap = x.snapshot = build_snapshot(x.engine)
+        finally:
+            x.lock.release()
+    return snap
+
+
+def is_stale(x: Exporter) -> bool:
+    """True once no step has completed for STALE_STEPS model steps (plus the last one's time)."""
+    if not x.last_step_end:
+        return False
+    age = time.monotonic() - x.last_step_end
+    return age > STALE_STEPS * x.step_seconds + x.last_step_seconds
 
 
 class ExporterCollector(Collector):
@@ -24,59 +137,11 @@ class ExporterCollector(Collector):
 
     def collect(self) -> Iterator:
         x = self.x
-        with x.lock:  # a consistent view: never half of one step and half of the next
-            states = list(x.engine.states.items()) if x.engine else []
-            yield from self._targets(states)
-            yield from self._health(x, len(states))
-
-    def _targets(self, states) -> Iterator:
-        g = lambda n, d, labels=("instance",): GaugeMetricFamily(f"{P}{n}", d, labels=list(labels))  # noqa: E731
-        anomaly = g("", "1 while the model calls the latest window anomalous, else 0")
-        score = g("_score", "anomaly score normalised so that >= 1 is anomalous")
-        typ = g(
-            "_type",
-            "likely anomaly class (nearest centroid), 1 while anomalous",
-            ("instance", "type"),
-        )
-        contrib = g(
-            "_feature_contribution",
-            "top features driving the score while anomalous",
-            ("instance", "feature"),
-        )
-        fill = g("_window_fill_ratio", "steps in the window / window length (warm-up)")
-        learning = g(
-            "_learning",
-            "1 while the exporter is still learning this instance's normal (no alarms), else 0",
-        )
-        missing = g(
-            "_feature_missing",
-            "1 for each feature whose source metrics this instance's page lacks (not scored)",
-            ("instance", "feature"),
-        )
-        up = g("_target_up", "1 if the last scrape of the target worked and parsed")
-        dur = g("_target_scrape_duration_seconds", "duration of the last scrape")
-        errors = CounterMetricFamily(
-            f"{P}_target_errors", "scrape and parse errors by reason", labels=["instance", "reason"]
-        )
-        for name, st in states:
-            fill.add_metric([name], st.fill_ratio)
-            learning.add_metric([name], 1.0 if st.learning else 0.0)
-            for feat in st.missing_features:
-                missing.add_metric([name, feat], 1.0)
-            up.add_metric([name], 1.0 if st.up else 0.0)
-            dur.add_metric([name], st.scrape_duration)
-            for reason, n in st.errors.items():
-                errors.add_metric([name, reason], n)
-            v = st.verdict
-            if v is None:
-                continue
-            anomaly.add_metric([name], 1.0 if v.anomaly else 0.0)
-            score.add_metric([name], v.score)
-            if v.anomaly and v.type:
-                typ.add_metric([name, v.type], 1.0)
-            for feat, c in v.top if v.anomaly else ():
-                contrib.add_metric([name, feat], c)
-        yield from (anomaly, score, typ, contrib, fill, learning, missing, up, dur, errors)  # fmt: skip
+        snap = current_snapshot(x)
+        if not is_stale(x):
+            yield from snap.verdicts
+        yield from snap.others
+        yield from self._health(x, len(snap.rows))
 
     def _health(self, x: Exporter, n_targets: int) -> Iterator:
         yield GaugeMetricFamily(

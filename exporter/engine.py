@@ -23,9 +23,13 @@ from .baseline import BaselineSpec, InstanceBaseline
 from .bundle import Bundle, window_ok
 from .features import FEATURE_NAMES, FEATURES, NEEDED_NAMES, Evidence, FeatureState
 from .page import Page, PageError, parse_needed
+from .ratelog import RateLimitedLog
 from .runtime import Runtime
 
 log = logging.getLogger("coredns_anomaly.exporter")
+# A page that does not parse is counted every step (target_errors_total{reason="parse"}) but
+# logged at most once a minute per target, so a broken or hostile target cannot flood the log.
+PARSE_LOG_SECONDS = 60.0
 N_FEATURES = len(FEATURE_NAMES)
 
 
@@ -105,6 +109,8 @@ class Engine:
         self.runtime: Runtime = bundle.runtime()
         self.last = StepStats()
         self.saved_baselines: dict[str, dict] = {}  # a previous run's, by instance
+        self.steps_done = 0  # /metrics rebuilds its snapshot when this moves (collector.py)
+        self.parse_log = RateLimitedLog(log, PARSE_LOG_SECONDS)
 
     def swap(self, bundle: Bundle, runtime: Runtime | None = None) -> None:
         """Serve another (already validated) bundle from the next step on."""
@@ -148,6 +154,7 @@ class Engine:
             if st.up:
                 self._learn(name, st, ts)
         self.last = StepStats(t2 - t0, t2 - t1, len(ready))
+        self.steps_done += 1
         return self.last
 
     def _new_state(self, instance: str) -> TargetState:
@@ -198,6 +205,8 @@ class Engine:
                 page = parse_needed(ob.text, NEEDED_NAMES)
             except PageError as exc:
                 reason, ob.message = "parse", str(exc)
+                # the parser's message names the line number; the target names the page
+                self.parse_log(logging.WARNING, ob.instance, "%s: page does not parse: %s", ob.instance, ob.message)  # fmt: skip
         if page is None:
             st.up = False
             st.errors[reason or "unknown"] += 1

@@ -16,20 +16,25 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundle import Bundle, BundleError, load_bundle
+from .collector import Snapshot, build_snapshot
 from .engine import Engine, Observation
+from .page import MAX_PAGE_BYTES
 from .promapi import PrometheusSource, PrometheusSourceError
+from .ratelog import RateLimitedLog
 from .runtime import runtime_name
-from .scrape import HttpOptions, Scraper
+from .scrape import DEFAULT_SAMPLE_LIMIT, HttpOptions, Scraper
 from .targets import TargetSource
 
 log = logging.getLogger("coredns_anomaly.exporter")
 ABSENT_STEPS = 150  # ~5 minutes at a 2 s step, like Prometheus' staleness
 STATE_SAVE_SECONDS = 60.0  # baselines are written to the state file this often, and at exit
 STATE_VERSION = 1
+SCRAPE_LOG_SECONDS = 60.0  # a failing target is logged at most this often (always counted)
 
 
 @dataclass
@@ -47,6 +52,10 @@ class Settings:
     workers: int = 32
     http: HttpOptions = field(default_factory=HttpOptions)
     state_file: str | None = None  # per-instance baselines survive a restart here
+    sample_limit: int = DEFAULT_SAMPLE_LIMIT  # a page with more samples is refused (0: none)
+    body_size_limit: int = MAX_PAGE_BYTES  # bytes of a page after decompression
+    follow_redirects: str = "same-host"  # or any-host, never
+    web_config_file: str | None = None  # TLS and basic auth of our listener (webconfig.py)
 
 
 class StepMismatch(ValueError):
@@ -77,6 +86,11 @@ class Exporter:
         self.last_reload_ok = True
         self.steps = self.overruns = 0
         self.last_step_seconds = 0.0
+        self.last_step_end = 0.0  # time.monotonic() when the last step completed
+        self.snapshot = Snapshot(-1, 0)  # what /metrics serves; replaced at the end of a step
+        self.scrape_log = RateLimitedLog(log, SCRAPE_LOG_SECONDS)
+        # called after each step, outside the lock (the server pre-renders /metrics there)
+        self.step_hooks: list[Callable[[], None]] = []
         self.reload_requested = threading.Event()
         self._absent_since: dict[str, float] = {}
         self._state_saved_at = time.monotonic()
@@ -93,7 +107,10 @@ class Exporter:
             )  # fmt: skip
         if settings.targets or settings.targets_file:
             self.source = TargetSource(settings.targets, settings.targets_file, settings.shard)
-            self.scraper = Scraper(timeout, settings.http, settings.workers)
+            self.scraper = Scraper(
+                timeout, settings.http, settings.workers, max_bytes=settings.body_size_limit,
+                sample_limit=settings.sample_limit, redirects=settings.follow_redirects,
+            )  # fmt: skip
         if self.prom is None and self.source is None:
             raise ValueError("nothing to score: give --target, --targets-file or --prometheus-url")
 
@@ -102,10 +119,14 @@ class Exporter:
         return self.engine.bundle.step_seconds
 
     # -- sources ------------------------------------------------------------------
-    def observe(self) -> list[Observation]:
+    def observe(self, stop: threading.Event | None = None) -> list[Observation] | None:
+        """This step's observations; None if `stop` was set while scraping (shutting down)."""
         obs: list[Observation] = []
         if self.scraper and self.source:
-            for f in self.scraper.fetch_all(self.source.targets()):
+            fetched = self.scraper.fetch_all(self.source.targets(), stop)
+            if fetched is None:
+                return None
+            for f in fetched:
                 obs.append(
                     Observation(
                         f.target.instance, f.ts, f.duration, f.text, None, f.reason, f.message
@@ -224,26 +245,39 @@ class Exporter:
                 self.engine.step([o for o in obs if self._owns(o.instance)])
 
     # -- the cycle ----------------------------------------------------------------
-    def run_step(self) -> None:
+    def run_step(self, stop: threading.Event | None = None) -> None:
+        """One step: scrape (never past the scrape deadline), score, publish for /metrics."""
         t0 = time.perf_counter()
         self.maybe_reload()
-        obs = self.observe()
+        obs = self.observe(stop)
+        if obs is None:  # SIGTERM while scraping: leave at once, record nothing
+            return
         with self.lock:
             self.engine.step(obs)
             self.steps += 1
             self.last_step_seconds = time.perf_counter() - t0
+            self.snapshot = build_snapshot(self.engine)
+            self.last_step_end = time.monotonic()
+        for hook in self.step_hooks:
+            hook()
         if time.monotonic() - self._state_saved_at >= STATE_SAVE_SECONDS:
             self.save_state()
         for o in obs:
-            if o.reason and o.message:
-                log.debug("%s: %s: %s", o.instance, o.reason, o.message)
+            # parse errors are logged by the engine, which sees them
+            if o.reason and o.reason != "parse" and o.message:
+                self.scrape_log(
+                    logging.WARNING, o.instance, "%s: scrape failed (%s): %s",
+                    o.instance, o.reason, o.message,
+                )  # fmt: skip
 
     def run_forever(self, stop: threading.Event) -> None:
         self.warm_up()
         step = self.step_seconds
         next_t = time.monotonic()
         while not stop.is_set():
-            self.run_step()
+            self.run_step(stop)
+            if stop.is_set():
+                break
             next_t += self.step_seconds
             now = time.monotonic()
             if now > next_t:  # overran: skip to the next boundary instead of bunching steps

@@ -331,3 +331,138 @@ def prefill(x, clock: FakeClock, feeds: dict, steps: int, warm: bool = True) -> 
             obs.append(Observation(inst, clock.now, text=tl.page(served[0])))
             served[0] += 1
         x.engine.step(obs)
+
+
+# -- hostile targets (issue 13) ------------------------------------------------------------
+class HostileServer:
+    """A loopback TCP server that misbehaves byte by byte, as no HTTP library would: headers
+    or a body dribbled one byte per `interval`, a TLS handshake that never completes, endless
+    redirects, a target that flaps. Each connection gets a thread that gives up after `hold`
+    seconds or at close(), so a test never leaves it running. `heads` keeps every request head.
+
+    behaviours: slow_headers, dribble, tls_slow_handshake, redirect_loop (same host, each hop
+    after `hop_delay`), redirect_to (`location`), page (`page()` with status 200), flapping
+    (page and hang-up in turns of `flap_every` requests).
+    """
+
+    def __init__(self, behaviour: str, page: Callable[[], bytes] | None = None, interval: float = 0.2, hold: float = 30.0, hop_delay: float = 0.0, location: str = "", flap_every: int = 1) -> None:  # fmt: skip
+        self.behaviour, self.page, self.interval, self.hold = behaviour, page, interval, hold
+        self.hop_delay, self.location, self.flap_every = hop_delay, location, flap_every
+        self.heads: list[str] = []
+        self.requests = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def instance(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def address(self, path: str = "/metrics", scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()  # accept() in the server thread then fails and it ends
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(self.hold)
+        try:
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    got = conn.recv(4096)
+                    if not got:
+                        return
+                    head += got
+                    if self.behaviour == "tls_slow_handshake":
+                        break  # a ClientHello, not HTTP
+                with self._lock:
+                    self.requests += 1
+                    n = self.requests
+                    self.heads.append(head.decode("latin-1"))
+                getattr(self, "_" + self.behaviour)(conn, head, n)
+        except OSError:
+            pass
+
+    def _drip(self, conn: socket.socket, data: bytes) -> None:
+        end = time.monotonic() + self.hold
+        for i in range(len(data)):
+            if self._stop.is_set() or time.monotonic() > end:
+                return
+            conn.sendall(data[i : i + 1])
+            time.sleep(self.interval)
+
+    def _slow_headers(self, conn, head, n) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        self._drip(conn, b"a" * 100_000)
+
+    def _dribble(self, conn, head, n) -> None:
+        body = self.page() if self.page else b"# dribble\n" * 1000
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+        self._drip(conn, body)
+
+    def _tls_slow_handshake(self, conn, head, n) -> None:
+        conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record follows... slowly
+        self._drip(conn, b"\x02" * 16384)
+
+    def _redirect_loop(self, conn, head, n) -> None:
+        time.sleep(self.hop_delay)
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /metrics?hop=%d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % n)  # fmt: skip
+
+    def _redirect_to(self, conn, head, n) -> None:
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % self.location.encode())  # fmt: skip
+
+    def _page(self, conn, head, n) -> None:
+        body = self.page() if self.page else b""
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)  # fmt: skip
+
+    def _flapping(self, conn, head, n) -> None:
+        if (n - 1) // self.flap_every % 2 == 0:
+            self._page(conn, head, n)
+        # else: hang up without a word (the `with` closes the connection)
+
+
+def redos_page(labels: int = 24, lines: int = 20) -> bytes:
+    """Needed sample lines with many blank-separated labels, the input that made the old
+    fallback regex of page.py backtrack exponentially (issue 13)."""
+    lab = " ".join(f'l{i}="v"' for i in range(labels))
+    row = f"coredns_dns_requests_total{{{lab} }} 5 x\n"
+    return (load_pages("normal")[0] + "\n" + row * lines).encode()
+
+
+def huge_page(series: int = 450_000) -> bytes:
+    """A page of `series` samples of a family the features read, under the 20 MB size cap."""
+    head = load_pages("normal")[0]
+    rows = "".join(f'coredns_dns_requests_total{{z="{i}"}} 1\n' for i in range(series))  # fmt: skip
+    return (head + "\n" + rows).encode()
+
+
+def openssl_cert(directory: Path, name: str = "server", ca: tuple[Path, Path] | None = None, cn: str = "127.0.0.1") -> tuple[Path, Path]:  # fmt: skip
+    """A P-256 certificate for 127.0.0.1 made by the openssl CLI, self-signed or signed by
+    `ca` (cert, key); returns (cert, key). Real TLS for listener tests, made in milliseconds."""
+    import subprocess
+
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    base = ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-subj", f"/CN={cn}", "-days", "1"]  # fmt: skip
+    if ca is None:
+        subprocess.run([*base, "-x509", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE", "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+    else:
+        csr = directory / f"{name}.csr"
+        subprocess.run([*base, "-out", str(csr)], check=True, capture_output=True)
+        ext = directory / f"{name}.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1\n")
+        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+    return cert, key
