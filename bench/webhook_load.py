@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -130,13 +131,22 @@ class Client:
     headers and reads Content-Length bytes back, like Alertmanager's Go client, cheaply.
     """
 
-    def __init__(self, host: str, port: int, path: str, token: str, timeout: float = 15) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        token: str,
+        timeout: float = 15,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.addr = (host, port)
         self.head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: webhook-bench\r\n"
             f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
         ).encode()
         self.timeout = timeout
+        self.ssl_context = ssl_context
         self.sock: socket.socket | None = None
 
     def close(self) -> None:
@@ -146,8 +156,11 @@ class Client:
 
     def post(self, body: bytes) -> int:
         if self.sock is None:
-            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = socket.create_connection(self.addr, timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.addr[0])
+            self.sock = sock
         sock = self.sock
         sock.sendall(self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         buf = b""
@@ -187,10 +200,15 @@ def run_load(
     payload: Callable[[int], bytes],
     indices: list[int] | None = None,
     stop: threading.Event | None = None,
+    timeout: float = 15,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> LoadResult:
     """Send payload(i) for i = 0, 1, ... at `rate` per second for `duration` seconds (or `indices`)."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port = (
+        parts.hostname or "127.0.0.1",
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
     path = parts.path or "/webhook"
     result = LoadResult()
     lock = threading.Lock()
@@ -200,7 +218,7 @@ def run_load(
     total = len(indices) if indices is not None else int(rate * duration)
 
     def worker() -> None:
-        conn = Client(host, port, path, token)
+        conn = Client(host, port, path, token, timeout=timeout, ssl_context=ssl_context)
         while not stop.is_set():
             n = next(tickets)
             if n >= total:
@@ -320,11 +338,12 @@ def start_server(
     port: int | None = None,
     workers: int = 2,
     threads: int = 8,
-    worker_class: str = "gthread",
+    worker_class: str = "gevent",
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     db: str | None = None,
     ready_timeout: float = 30,
+    scheme: str = "http",
 ) -> Server:
     """`coredns-anomaly webhook serve` (gunicorn; the Popen pid becomes the master by exec)."""
     workdir = Path(workdir)
@@ -365,7 +384,7 @@ def start_server(
         args, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
     )
     log.close()
-    server = Server(proc, f"http://127.0.0.1:{port}", port, db, log_path, args, full_env)
+    server = Server(proc, f"{scheme}://127.0.0.1:{port}", port, db, log_path, args, full_env)
     wait_ready(server, ready_timeout)
     return server
 
@@ -390,7 +409,9 @@ def wait_ready(server: Server, timeout: float) -> None:
                 + Path(server.log_path).read_text()[-3000:]
             )
         try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as r:
+            # A TLS server in the tests and benchmarks has a self-signed certificate.
+            insecure = ssl._create_unverified_context() if server.url.startswith("https") else None
+            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2, context=insecure) as r:
                 # every worker booted, so a test can tell a restarted worker from a late one
                 if r.status == 200 and len(server.workers()) >= server.expected_workers:
                     return
@@ -412,7 +433,7 @@ def main() -> int:
     ap.add_argument("--alerts", type=int, default=2, help="alerts per delivery")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--worker-class", default="gthread")
+    ap.add_argument("--worker-class", default="gevent")
     ap.add_argument("--workdir", help="where the started server keeps its store (default: temp)")
     ap.add_argument("--target-rate", type=float, default=500)
     ap.add_argument("--target-p99-ms", type=float, default=50)

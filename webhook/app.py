@@ -29,6 +29,8 @@ log = logging.getLogger("coredns_anomaly.webhook")
 PUBLIC_PATHS = {"/-/healthy", "/-/ready"}
 PAGE_SIZE = 100
 SINCE_CHOICES = ("1h", "6h", "24h", "7d", "30d", "all")
+# The alert-name filter suggests the most frequent names only: any sender can invent names.
+MAX_ALERTNAMES = 50
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -46,10 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             "running WITHOUT authentication (allow_unauthenticated): anyone can post alerts and verdicts"
         )
     else:
-        kinds = [
-            k for k, on in (("bearer", credentials.bearer), ("basic", credentials.basic_user)) if on
-        ]
-        log.info("authentication required: %s", " or ".join(kinds))
+        log.info("authentication required: %s", " or ".join(credentials.kinds()))
 
     store = AlertStore(settings.db)
     store.init_schema()
@@ -119,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         page = _int(args.get("page"), 1, 1, 100_000)
         f = AlertFilter(
             status=args.get("status", ""),
-            alertname=args.get("alertname", ""),
+            alertname=args.get("alertname", "").strip()[:1000],
             instance=args.get("instance", "").strip(),
             verdict=args.get("verdict", ""),
             since=since_key(since_spec),
@@ -127,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             offset=(page - 1) * PAGE_SIZE,
         )
         occurrences, total = store.list_occurrences(f)
-        facets = store.facets()
+        facets = store.facets(MAX_ALERTNAMES)
         classes = sorted(set(settings.anomaly_classes) | set(facets["classes"]))
         filters = {
             "status": f.status,
@@ -145,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             filters=filters,
             since_choices=SINCE_CHOICES,
             alertnames=facets["alertnames"],
+            max_alertnames=MAX_ALERTNAMES,
             classes=classes,
             counts=store.counts(),
             csrf_token=csrf.issue(g.principal),
@@ -200,10 +200,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         except ValueError as exc:
             abort(400, f"bad time filter: {exc}")
         body = dumps_label_file(records)
+        # An attachment, never rendered: the cells hold text any alert sender chose (they are
+        # also escaped against spreadsheet formulas, see labels.py).
         return Response(
             body,
             content_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'inline; filename="labels.csv"'},
+            headers={"Content-Disposition": 'attachment; filename="labels.csv"'},
         )
 
     app.jinja_env.filters["when"] = _when

@@ -18,8 +18,33 @@ _SETTING_FLAGS = (
     ("--listen", "listen", str, "HOST:PORT to listen on (default 0.0.0.0:9095)"),
     ("--db", "db", str, "SQLite file of the alert store (default ./webhook.db)"),
     ("--workers", "workers", int, "gunicorn worker processes (default 2)"),
-    ("--threads", "threads", int, "threads per worker (default 8)"),
-    ("--worker-class", "worker_class", str, "gunicorn worker class: gthread (default) or sync"),
+    ("--threads", "threads", int, "gthread worker only: threads per worker (default 8)"),
+    (
+        "--worker-class",
+        "worker_class",
+        str,
+        "gunicorn worker class: gevent (default; slow clients cannot starve it), or gthread / "
+        "sync behind a buffering proxy only",
+    ),
+    (
+        "--worker-connections",
+        "worker_connections",
+        int,
+        "gevent: simultaneous connections per worker (default 2000)",
+    ),
+    (
+        "--header-timeout",
+        "header_timeout",
+        int,
+        "seconds a client has for the TLS handshake and a request's headers; also the "
+        "keep-alive idle time (default 5)",
+    ),
+    (
+        "--web-config-file",
+        "web_config_file",
+        str,
+        "Prometheus-style web config YAML: tls_server_config, basic_auth_users (bcrypt)",
+    ),
     (
         "--max-body-bytes",
         "max_body_bytes",
@@ -77,7 +102,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_common(serve)
     for flag, dest, typ, help_text in _SETTING_FLAGS:
-        if dest != "db":
+        if dest == "web_config_file":
+            # Also the spelling Prometheus, Alertmanager and the exporters use.
+            serve.add_argument(
+                flag, "--web.config.file", dest=dest, type=typ, default=None, help=help_text
+            )
+        elif dest != "db":
             serve.add_argument(flag, dest=dest, type=typ, default=None, help=help_text)
     serve.add_argument(
         "--allow-unauthenticated",
@@ -151,19 +181,33 @@ def _settings(args: argparse.Namespace):
 def _serve(args: argparse.Namespace) -> int:
     from coredns_anomaly.cli import UsageError
     from coredns_anomaly.webhook.auth import Credentials
-    from coredns_anomaly.webhook.config import CONFIG_ENV, ConfigError, has_credentials
+    from coredns_anomaly.webhook.config import (
+        CONFIG_ENV,
+        ConfigError,
+        check_private_dir,
+        default_metrics_dir,
+    )
     from coredns_anomaly.webhook.store import AlertStore, StoreError
+    from coredns_anomaly.webhook.webconfig import load_web_config
 
     settings, overrides = _settings(args)
     try:
-        Credentials.from_settings(settings)
+        credentials = Credentials.from_settings(settings)
+        web = load_web_config(settings.web_config_file)
+        if not args.dev:
+            # Only check here (gunicorn's master creates it): --check must not leave files.
+            metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or default_metrics_dir(
+                settings
+            )
+            check_private_dir(metrics_dir, create=False)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if not has_credentials(settings) and not settings.allow_unauthenticated:
+    if credentials.open and not settings.allow_unauthenticated:
         raise UsageError(
             "no credentials configured; refusing to start. Set --bearer-token-file and/or "
             "--basic-auth-username with --basic-auth-password-file (or the COREDNS_ANOMALY_WEBHOOK_* "
-            "variables), or pass --allow-unauthenticated to run open"
+            "variables, or basic_auth_users in --web-config-file), or pass "
+            "--allow-unauthenticated to run open"
         )
     db_dir = Path(settings.db).resolve().parent
     if not db_dir.is_dir():
@@ -174,8 +218,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot open the alert store: {exc}") from None
     if args.check:
         print(
-            f"ok: store {settings.db}, listen {settings.listen}, "
-            f"auth {'open' if not has_credentials(settings) else 'required'}"
+            f"ok: store {settings.db}, listen {settings.listen}"
+            f"{' (TLS)' if web.tls else ''}, "
+            f"auth {'open' if credentials.open else 'required'}"
         )
         return 0
 
@@ -184,7 +229,13 @@ def _serve(args: argparse.Namespace) -> int:
 
         host, port = settings.host_port
         log.info("Flask development server on %s:%d (use gunicorn in production)", host, port)
-        create_app(settings).run(host=host, port=port, threaded=True, use_reloader=False)
+        create_app(settings).run(
+            host=host,
+            port=port,
+            threaded=True,
+            use_reloader=False,
+            ssl_context=web.tls.context() if web.tls else None,
+        )
         return 0
 
     # gunicorn: hand the resolved flags to master and workers through the environment, then

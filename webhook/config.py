@@ -33,15 +33,28 @@ class ConfigError(ValueError):
     """A setting the user must fix; the CLI turns it into a UsageError."""
 
 
+WORKER_CLASSES = ("gevent", "gthread", "sync")
+
+
 @dataclass(frozen=True)
 class Settings:
     listen: str = "0.0.0.0:9095"
     db: str = "webhook.db"
     workers: int = 2
     threads: int = 8
-    worker_class: str = "gthread"
+    # gevent: one event loop per worker, a connection costs a greenlet, so slow or idle clients
+    # cannot take the slots deliveries need (docs/webhook.md "Slow clients"). gthread and sync
+    # give each connection a thread or a process: only behind a buffering proxy.
+    worker_class: str = "gevent"
+    worker_connections: int = 2000
+    # A connection must deliver its request line and headers (after the TLS handshake) within
+    # this many seconds, and an idle keep-alive connection is closed after it (gunicorn's
+    # keepalive, which its gevent worker applies to reading each request's headers).
+    header_timeout: int = 5
     timeout: int = 30
     max_body_bytes: int = 4 * 1024 * 1024
+    # Prometheus web-config style YAML: tls_server_config and basic_auth_users (webconfig.py).
+    web_config_file: str = ""
     # Credentials, as Alertmanager's http_config: secrets in files (or env values, never flags).
     bearer_token_file: str = ""
     bearer_token: str = field(default="", repr=False)
@@ -171,14 +184,35 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"listen port {port} out of range")
     if s.workers < 1 or s.threads < 1:
         raise ConfigError("workers and threads must be at least 1")
-    if s.worker_class not in ("sync", "gthread"):
-        raise ConfigError(f"worker_class {s.worker_class!r}: use sync or gthread")
+    if s.worker_class not in WORKER_CLASSES:
+        raise ConfigError(
+            f"worker_class {s.worker_class!r}: use {', '.join(WORKER_CLASSES)} "
+            "(gevent unless a buffering proxy is in front)"
+        )
+    if s.worker_connections < 1:
+        raise ConfigError("worker_connections must be at least 1")
+    if not 1 <= s.header_timeout <= 3600:
+        raise ConfigError("header_timeout must be between 1 and 3600 seconds")
     if s.max_body_bytes < 1024:
         raise ConfigError("max_body_bytes must be at least 1024")
     if s.basic_auth_password_file and s.basic_auth_password:
         raise ConfigError("set either basic_auth_password_file or basic_auth_password, not both")
     if s.bearer_token_file and s.bearer_token:
         raise ConfigError("set either bearer_token_file or bearer_token, not both")
+    # Secret files are trimmed and refused when empty (auth.py); a value from the environment
+    # is used as given, so one that is only whitespace is a mistake, not a password.
+    if s.basic_auth_password and not s.basic_auth_password.strip():
+        raise ConfigError(
+            "basic auth password from the environment (COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_PASSWORD)"
+            " is empty or only whitespace"
+        )
+    if s.bearer_token and not s.bearer_token.strip():
+        raise ConfigError(
+            "bearer token from the environment (COREDNS_ANOMALY_WEBHOOK_BEARER_TOKEN) is empty or "
+            "only whitespace"
+        )
+    if s.basic_auth_username and not s.basic_auth_username.strip():
+        raise ConfigError("basic auth username is only whitespace")
     has_password = bool(s.basic_auth_password_file or s.basic_auth_password)
     if bool(s.basic_auth_username) != has_password:
         raise ConfigError("basic auth needs both a username and a password (file)")
@@ -191,5 +225,56 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"own_alertnames is not a valid regular expression: {exc}") from None
 
 
+def check_private_dir(path: str, what: str = "metrics directory", create: bool = True) -> None:
+    """Make ``path`` a directory only this user can use, or refuse one that is not.
+
+    prometheus_client's multiprocess files are mmapped, written and (at start) deleted there: in
+    a directory another user can write (e.g. pre-created 0777 in /tmp), that user could plant
+    symlinks or files and read or falsify the metrics. A missing directory is created 0700; an
+    existing one must be a real directory, owned by us, with no group or other permissions.
+    """
+    import stat
+
+    if create:
+        parent = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot create {what} {path}: {exc.strerror}") from None
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if create:
+            raise ConfigError(f"{what} {path} vanished while it was being created") from None
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot inspect {what} {path}: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{what} {path} is not a directory (a symlink or a file); refusing it")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(
+            f"{what} {path} belongs to uid {st.st_uid}, not to this process (uid {os.geteuid()}); "
+            "refusing it: remove it or set --metrics-dir to a directory of your own"
+        )
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: group or others can use it; "
+            f"refusing it: chmod 700 {path}, or set --metrics-dir to a private directory"
+        )
+
+
+def default_metrics_dir(s: Settings) -> str:
+    """Where the multiprocess metrics go when neither metrics_dir nor the variable is set."""
+    import tempfile
+
+    return s.metrics_dir or os.path.join(
+        tempfile.gettempdir(), f"coredns-anomaly-webhook-metrics-{s.host_port[1]}"
+    )
+
+
 def has_credentials(s: Settings) -> bool:
+    """A bearer token or basic auth in the settings (web-config users: auth.Credentials.open)."""
     return bool(s.bearer_token_file or s.bearer_token or s.basic_auth_username)

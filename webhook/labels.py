@@ -6,6 +6,12 @@ Stdlib only, because training imports it without Flask:
     from coredns_anomaly.webhook.labels import read_label_file, write_label_file, LabelRecord
 
 CSV, UTF-8, header ``instance,start,end,verdict,class,source,alertname,fingerprint,comment``.
+
+Cells come from alert senders and engineers' comments, and people open label files in
+spreadsheets, so a cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR is written with a
+leading single quote (OWASP's CSV-injection defence); a cell that itself starts with a quote
+gets one more, so reading strips exactly one quote in front of those characters and a file
+round-trips unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +47,19 @@ SOURCES = ("verified", "weak")
 # (instance, ...)") applies to every instance in its time range.
 ALL_INSTANCES = "*"
 CLASS_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+# First characters a spreadsheet may read as a formula (OWASP), and the escape itself.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED_START = (*_FORMULA_START, "'")
+
+
+def escape_cell(value: str) -> str:
+    """Prefix a quote to a cell a spreadsheet could run as a formula (or one starting with ')."""
+    return "'" + value if value.startswith(_ESCAPED_START) else value
+
+
+def unescape_cell(value: str) -> str:
+    """Undo escape_cell; a quote before anything else is left alone (a hand-written file)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(_ESCAPED_START) else value
 
 
 class LabelFileError(ValueError):
@@ -78,6 +97,7 @@ class LabelRecord:
         return self.verdict == "anomaly"
 
     def to_row(self) -> dict[str, str]:
+        """The CSV row, unescaped (write_label_file escapes)."""
         return {
             "instance": self.instance,
             "start": format_rfc3339(self.start),
@@ -137,13 +157,25 @@ def write_label_file(
 
 
 def _write(stream: IO[str], records: Iterable[LabelRecord]) -> int:
-    writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    stream.write(_csv_line(COLUMNS))
     n = 0
     for record in records:
-        writer.writerow(record.to_row())
+        row = record.to_row()
+        stream.write(_csv_line([escape_cell(row[c]) for c in COLUMNS]))
         n += 1
     return n
+
+
+def _csv_line(cells: Iterable[str]) -> str:
+    """One RFC 4180 line ending in LF, as csv.writer writes it, except that a cell holding a
+    lone CR is quoted too (csv.writer with an LF terminator leaves it bare, and the file then
+    cannot be read back)."""
+    out = []
+    for cell in cells:
+        if any(c in cell for c in ',"\r\n'):
+            cell = '"' + cell.replace('"', '""') + '"'
+        out.append(cell)
+    return ",".join(out) + "\n"
 
 
 def dumps_label_file(records: Iterable[LabelRecord]) -> str:
@@ -186,7 +218,8 @@ def _read(stream: IO[str], name: str) -> list[LabelRecord]:
                 raise LabelFileError(
                     f"{name}, line {line}: expected {len(header)} fields like the header, got {len(row)}"
                 )
-            records.append(_record(dict(zip(header, row, strict=True)), name, line))
+            cells = [unescape_cell(cell) for cell in row]
+            records.append(_record(dict(zip(header, cells, strict=True)), name, line))
     except csv.Error as exc:
         raise LabelFileError(f"{name}, line {reader.line_num}: malformed CSV: {exc}") from None
     if header is None:

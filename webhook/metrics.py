@@ -21,7 +21,15 @@ from prometheus_client import (
 )
 
 NS = "coredns_anomaly_webhook"
-REJECT_REASONS = ("unauthorized", "too_large", "invalid_json", "invalid_schema")
+REJECT_REASONS = (
+    "unauthorized",
+    "cross_site",
+    "unsupported_media_type",
+    "too_large",
+    "invalid_json",
+    "invalid_schema",
+    "unstorable",
+)
 
 DELIVERIES = Counter(
     f"{NS}_deliveries_received_total", "Webhook deliveries received (any outcome)."
@@ -43,11 +51,20 @@ ALERTS_DUPLICATE = Counter(
     f"{NS}_alerts_duplicate_total",
     "Alerts already stored (same groupKey, fingerprint, status, startsAt).",
 )
+ALERTS_UPDATED = Counter(
+    f"{NS}_alerts_updated_total",
+    "Alerts already stored whose repeat carried other annotations (stored annotations updated).",
+)
+ALERTS_REFIRED = Counter(
+    f"{NS}_alerts_refired_total",
+    "Alerts firing again after their resolve with the same startsAt (stored as a re-fire).",
+)
 ALERTS_TRUNCATED = Counter(
     f"{NS}_alerts_truncated_total", "Alerts Alertmanager left out of deliveries (truncatedAlerts)."
 )
 STORE_ERRORS = Counter(
-    f"{NS}_store_errors_total", "Deliveries answered 5xx because the store failed."
+    f"{NS}_store_errors_total",
+    "Deliveries the store could not commit: 503 (retried) or 422 (unstorable, dropped).",
 )
 VERDICTS = Counter(f"{NS}_verdicts_total", "Verdicts recorded on the feedback page.", ["verdict"])
 LATENCY = Histogram(

@@ -5,6 +5,13 @@ with fsynced writes, and Flask's per-request machinery (contexts, hooks, respons
 a fifth of a delivery's CPU. This one path gets a small handler; everything else (the page,
 the export, health, metrics) is Flask. create_app() installs it with ``app.wsgi_app = ...``,
 so gunicorn, the dev server and Flask's test client all go through it.
+
+Hostile input (issue 13): only ``application/json`` is accepted (415 otherwise), and a request a
+browser marks as cross-site or from another origin is refused (403), so a page cannot make a
+logged-in browser post an alert with its cached basic-auth login (an auto-submitting
+``enctype="text/plain"`` form needs neither CORS nor JavaScript). Alertmanager sends
+``application/json`` and no ``Origin``. A delivery the store can never hold is answered 422, so
+Alertmanager drops it instead of retrying it forever.
 """
 
 from __future__ import annotations
@@ -14,11 +21,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from coredns_anomaly.webhook import metrics
 from coredns_anomaly.webhook.auth import Credentials
 from coredns_anomaly.webhook.schema import Delivery, PayloadError, parse_delivery
-from coredns_anomaly.webhook.store import AlertStore, StoreError
+from coredns_anomaly.webhook.store import (
+    AlertStore,
+    StoreError,
+    StoreResult,
+    UnstorableDelivery,
+)
 
 log = logging.getLogger("coredns_anomaly.webhook")
 
@@ -27,8 +40,11 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -80,6 +96,11 @@ class Receiver:
     def _handle(self, environ: dict[str, Any]) -> dict[str, Any]:
         if self.credentials.check(environ.get("HTTP_AUTHORIZATION")) is None:
             raise _Reject(401, "unauthorized", "unauthorized")
+        problem = cross_site(environ)
+        if problem:
+            raise _Reject(403, "cross_site", f"cross-site request refused ({problem})")
+        if not is_json(environ.get("CONTENT_TYPE", "")):
+            raise _Reject(415, "unsupported_media_type", "Content-Type must be application/json")
         raw = self._read_body(environ)
         try:
             delivery = parse_delivery(raw)
@@ -88,6 +109,15 @@ class Receiver:
             raise _Reject(400, reason, str(exc)) from None
         try:
             result = self.store.store_delivery(delivery)
+        except UnstorableDelivery as exc:
+            metrics.STORE_ERRORS.inc()
+            log.error(
+                "delivery (group %r) can never be stored: %s; answering 422 so Alertmanager "
+                "drops it (its raw body is not kept)",
+                delivery.group_key[:200],
+                exc,
+            )
+            raise _Reject(422, "unstorable", f"delivery cannot be stored: {exc}") from None
         except StoreError as exc:
             metrics.STORE_ERRORS.inc()
             log.error(
@@ -96,11 +126,12 @@ class Receiver:
                 exc,
             )
             raise _Reject(503, "", "storage unavailable, retry later") from None
-        _count(delivery, result.stored, result.duplicates, result.duplicate_delivery)
+        _count(delivery, result)
         return {
             "status": "ok",
             "delivery": result.delivery_id,
             "stored": result.stored,
+            "updated": result.updated,
             "duplicates": result.duplicates,
         }
 
@@ -135,22 +166,50 @@ class Receiver:
                 raise too_large
 
 
-def _count(delivery: Delivery, stored: int, duplicates: int, duplicate_delivery: bool) -> None:
+def cross_site(environ: dict[str, Any]) -> str:
+    """Why a request looks like a browser's cross-site post ('' if it does not).
+
+    ``Sec-Fetch-Site`` other than same-origin/none (a page on another port of the same host is
+    "same-site", still another origin), or an ``Origin`` that is not this server's own.
+    Alertmanager and curl send neither header.
+    """
+    site = environ.get("HTTP_SEC_FETCH_SITE", "").strip().lower()
+    if site and site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {site[:40]}"
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None:
+        return ""
+    origin = origin.strip()
+    if origin.lower() == "null":  # sandboxed frames, data: URLs, some redirects
+        return "Origin: null"
+    # Host and port only (like the page's check): behind a TLS proxy the scheme seen here is http.
+    if urlsplit(origin).netloc.lower() != environ.get("HTTP_HOST", "").lower():
+        return f"Origin: {origin[:100]}"
+    return ""
+
+
+def is_json(content_type: str) -> bool:
+    """``application/json`` with any parameters (``; charset=utf-8``), case-insensitive."""
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def _count(delivery: Delivery, result: StoreResult) -> None:
     metrics.DELIVERIES_STORED.inc()
-    if duplicate_delivery:
+    if result.duplicate_delivery:
         metrics.DELIVERIES_DUPLICATE.inc()
     received: dict[str, int] = {}
     for a in delivery.alerts:
         received[a.status] = received.get(a.status, 0) + 1
     for status, n in received.items():
         metrics.ALERTS_RECEIVED.labels(status).inc(n)
-    if stored:
-        # Which were new: all of them, unless some were duplicates (then attribute by delivery).
-        new = received if stored == len(delivery.alerts) else {delivery.status: stored}
-        for status, n in new.items():
-            metrics.ALERTS_STORED.labels(status).inc(n)
-    if duplicates:
-        metrics.ALERTS_DUPLICATE.inc(duplicates)
+    for status, n in result.stored_by_status:
+        metrics.ALERTS_STORED.labels(status).inc(n)
+    if result.duplicates:
+        metrics.ALERTS_DUPLICATE.inc(result.duplicates)
+    if result.updated:
+        metrics.ALERTS_UPDATED.inc(result.updated)
+    if result.refired:
+        metrics.ALERTS_REFIRED.inc(result.refired)
     if delivery.truncated_alerts:
         metrics.ALERTS_TRUNCATED.inc(delivery.truncated_alerts)
         log.warning(

@@ -18,6 +18,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from coredns_anomaly.webhook.timefmt import ZERO_TIME, parse_rfc3339, storage_key
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# SQLite's INTEGER is a signed 64-bit value: a larger number passes JSON but fails the INSERT
+# (OverflowError), which would make the delivery fail forever; refuse it here with a 400.
+MAX_INT = 2**63 - 1
 _TIME = {"type": "string", "format": "date-time"}
 
 ALERT_SCHEMA: dict[str, Any] = {
@@ -42,7 +45,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
     "properties": {
         "version": {"const": "4"},
         "groupKey": {"type": "string", "minLength": 1},
-        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "truncatedAlerts": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
         "status": {"enum": ["firing", "resolved"]},
         "receiver": {"type": "string"},
         "groupLabels": _STRING_MAP,
@@ -155,7 +158,7 @@ def conforms_quickly(p: Any) -> bool:
         return False
     if "truncatedAlerts" in p:
         n = p["truncatedAlerts"]
-        if type(n) is not int or n < 0:
+        if type(n) is not int or not 0 <= n <= MAX_INT:
             return False
     if "externalURL" in p and type(p["externalURL"]) is not str:
         return False

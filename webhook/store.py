@@ -7,6 +7,12 @@ resolved notifications of one alert (fingerprint, startsAt) into the row the pag
 engineers label. One connection per process and thread. Writers queue on a blocking flock()
 of a side file (released by the kernel even on kill -9) instead of SQLite's busy handler, whose
 sleeps of 1, 2, 5, 10... ms would dominate latency with several gunicorn workers.
+
+Hostile or broken input (issue 13): a delivery that can never be stored (a value SQLite cannot
+hold) fails alone, as :class:`UnstorableDelivery` (the receiver answers 422, so Alertmanager
+drops it instead of retrying forever), and never the other deliveries of its group commit. The
+database and its side files are created 0600: they hold every payload and the page's signing
+secret.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,24 +32,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from coredns_anomaly.webhook.coop import Offload, native_local_class
 from coredns_anomaly.webhook.labels import ALL_INSTANCES, CLASS_RE, LabelRecord
-from coredns_anomaly.webhook.schema import Delivery
+from coredns_anomaly.webhook.schema import Alert, Delivery
 from coredns_anomaly.webhook.timefmt import parse_rfc3339, storage_key, utcnow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 log = logging.getLogger("coredns_anomaly.webhook")
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    received_at TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    receiver TEXT NOT NULL,
-    truncated_alerts INTEGER NOT NULL DEFAULT 0,
-    body_sha256 TEXT NOT NULL UNIQUE,
-    payload TEXT NOT NULL
-);
+_ALERTS_DDL = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
@@ -55,8 +53,24 @@ CREATE TABLE IF NOT EXISTS alerts (
     labels TEXT NOT NULL,
     annotations TEXT NOT NULL,
     generator_url TEXT NOT NULL,
-    UNIQUE (group_key, fingerprint, status, starts_at)
+    -- 0, then +1 per re-fire of the same (fingerprint, startsAt) after a resolve
+    generation INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (group_key, fingerprint, status, starts_at, generation)
+)
+"""
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    truncated_alerts INTEGER NOT NULL DEFAULT 0,
+    body_sha256 TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL
 );
+{alerts};
 CREATE TABLE IF NOT EXISTS occurrences (
     fingerprint TEXT NOT NULL,
     starts_at TEXT NOT NULL,
@@ -72,9 +86,13 @@ CREATE TABLE IF NOT EXISTS occurrences (
     generator_url TEXT NOT NULL,
     external_url TEXT NOT NULL,
     receiver TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    -- a firing notification was stored in this generation (so a later one is a re-fire)
+    firing_seen INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (fingerprint, starts_at)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS occurrences_by_start ON occurrences (starts_at DESC);
+CREATE INDEX IF NOT EXISTS occurrences_by_alertname ON occurrences (alertname);
 CREATE TABLE IF NOT EXISTS verdicts (
     fingerprint TEXT NOT NULL,
     starts_at TEXT NOT NULL,
@@ -96,12 +114,13 @@ CREATE TABLE IF NOT EXISTS verdict_log (
     at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""".replace("{alerts}", _ALERTS_DDL)
 
 _UPSERT_OCCURRENCE = """
 INSERT INTO occurrences (fingerprint, starts_at, status, ends_at, first_seen, last_seen,
-    alertname, instance, severity, labels, annotations, generator_url, external_url, receiver)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    alertname, instance, severity, labels, annotations, generator_url, external_url, receiver,
+    generation, firing_seen)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
     status = CASE WHEN occurrences.status = 'resolved' OR excluded.status = 'resolved'
                   THEN 'resolved' ELSE 'firing' END,
@@ -112,20 +131,64 @@ ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
                        THEN json_patch(occurrences.annotations, excluded.annotations)
                        ELSE json_patch(excluded.annotations, occurrences.annotations) END,
     generator_url = CASE WHEN excluded.generator_url != '' THEN excluded.generator_url
-                         ELSE occurrences.generator_url END
+                         ELSE occurrences.generator_url END,
+    firing_seen = max(occurrences.firing_seen, excluded.firing_seen)
 """
+
+# A firing notification after the resolve of a generation that had fired: the alert fired again
+# with the same startsAt (Prometheus keeps ActiveAt when an alert resolved only because its
+# endsAt lapsed, e.g. while Alertmanager could not reach it). Open a new generation.
+_REOPEN_OCCURRENCE = """
+UPDATE occurrences SET status = 'firing', ends_at = NULL, generation = ?, firing_seen = 1,
+    last_seen = max(last_seen, ?), annotations = json_patch(annotations, ?),
+    generator_url = CASE WHEN ? != '' THEN ? ELSE generator_url END
+WHERE fingerprint = ? AND starts_at = ?
+"""
+
+# Schema 1 -> 2: alerts get a generation (part of their key), occurrences track it.
+_MIGRATE_1_TO_2 = """
+ALTER TABLE occurrences ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE occurrences ADD COLUMN firing_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE occurrences SET firing_seen = EXISTS (SELECT 1 FROM alerts a
+    WHERE a.fingerprint = occurrences.fingerprint AND a.starts_at = occurrences.starts_at
+    AND a.status = 'firing');
+ALTER TABLE alerts RENAME TO alerts_v1;
+{alerts_ddl};
+INSERT INTO alerts (id, delivery_id, received_at, group_key, fingerprint, status, starts_at,
+    ends_at, labels, annotations, generator_url, generation)
+SELECT id, delivery_id, received_at, group_key, fingerprint, status, starts_at, ends_at, labels,
+    annotations, generator_url, 0 FROM alerts_v1;
+DROP TABLE alerts_v1
+""".replace("{alerts_ddl}", _ALERTS_DDL)
+
+# Errors that say the database or disk is in trouble, for every delivery alike: answered 503 at
+# once (Alertmanager retries). Anything else may be the fault of one delivery's data, so a failed
+# group commit is retried one delivery at a time to find it.
+_TRANSIENT = (sqlite3.OperationalError, OSError)
+# What a delivery's own data can raise when it alone is written: it will never be stored.
+_UNSTORABLE = (OverflowError, ValueError, sqlite3.DataError, sqlite3.IntegrityError)
 
 
 class StoreError(Exception):
     """The store could not commit; the receiver answers 5xx so Alertmanager retries."""
 
 
+class UnstorableDelivery(StoreError):
+    """This delivery, written alone, fails on its own data: retrying can never succeed.
+
+    The receiver answers 422 so Alertmanager drops it rather than retrying it forever.
+    """
+
+
 @dataclass(frozen=True)
 class StoreResult:
     delivery_id: int
-    stored: int
-    duplicates: int
-    duplicate_delivery: bool
+    stored: int  # alert rows newly stored (new alerts, resolves, re-fires)
+    duplicates: int  # alerts already stored exactly so
+    duplicate_delivery: bool  # the very same delivery (canonical JSON) was stored before
+    updated: int = 0  # repeats whose annotations changed: stored annotations updated
+    refired: int = 0  # of ``stored``: firing again after their resolve, same startsAt
+    stored_by_status: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -136,6 +199,7 @@ class _Job:
     received_at: str
     result: StoreResult | None = None
     error: Exception | None = None
+    alone: bool = False  # the error came from a transaction holding only this delivery
     done: bool = False
 
 
@@ -177,12 +241,19 @@ class AlertStore:
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
+        # Per OS thread, also under gevent (coop.py says why).
+        self._local = native_local_class()()
         self._write_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[_Job] = []
         self._pid = os.getpid()
         self._lock_fd: int | None = None
+        # Group commits run here: on a native thread under gevent, so an fsync never stalls the
+        # event loop that serves every other connection of the worker.
+        self._offload = Offload(1)
+        # Log records made on the offload thread, emitted by the caller: under gevent the
+        # logging handlers' locks are greenlet locks, not to be taken from a native thread.
+        self._logs: list[tuple[int, str, tuple[Any, ...], Any]] = []
 
     # -- connections -------------------------------------------------------------------------
 
@@ -201,7 +272,7 @@ class AlertStore:
     def _check_fork(self) -> None:
         """A forked child never reuses its parent's connections, locks or lock file."""
         if self._pid != os.getpid():
-            self._local = threading.local()
+            self._local = native_local_class()()
             self._write_lock = threading.Lock()
             self._pending_lock = threading.Lock()
             self._pending = []
@@ -249,8 +320,16 @@ class AlertStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def init_schema(self) -> None:
-        """Create or check the schema; safe to call from every process at start."""
-        conn = self.connect()
+        """Create, migrate or check the schema; safe to call from every process at start.
+
+        Raises StoreError with a one-line message for anything the operator must fix (an
+        unwritable directory, a file that is not a database, a newer schema).
+        """
+        self._secure_files()
+        try:
+            conn = self.connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -261,6 +340,12 @@ class AlertStore:
                     f"{self.path}: schema version {version} is newer than this webhook's {SCHEMA_VERSION}"
                 )
             conn.execute("BEGIN IMMEDIATE")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have
+            if version == 1:
+                for statement in _MIGRATE_1_TO_2.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                log.info("%s: migrated the alert store from schema 1 to 2", self.path)
             for statement in _DDL.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -274,6 +359,33 @@ class AlertStore:
             raise StoreError(f"{self.path}: {exc}") from exc
         finally:
             conn.close()
+        self._secure_files()  # -wal and -shm now exist; an older version may have made them 0644
+
+    def _secure_files(self) -> None:
+        """Create the database 0600 before SQLite first writes it, and tighten older files.
+
+        SQLite gives -wal and -shm the database file's permissions, so creating the database
+        0600 (whatever the umask) keeps payloads and the signing secret private. Files this
+        webhook created 0644 before are narrowed to 0600 (only if we own them).
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc.strerror}") from None
+        else:
+            os.close(fd)
+        for suffix in ("", "-wal", "-shm", "-writelock"):
+            path = self.path + suffix
+            try:
+                st = os.stat(path)
+                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(path, 0o600)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot secure {path}: {exc.strerror}") from None
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -294,15 +406,49 @@ class AlertStore:
             if not job.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                self._commit_batch(batch)
+                try:
+                    self._offload(self._commit_batch, batch)
+                finally:
+                    logs, self._logs = self._logs, []
+                    for level, msg, args, exc_info in logs:
+                        log.log(level, msg, *args, exc_info=exc_info)
         if job.error is not None:
+            if job.alone and isinstance(job.error, _UNSTORABLE):
+                raise UnstorableDelivery(f"{type(job.error).__name__}: {job.error}") from job.error
             raise StoreError(str(job.error)) from job.error
         assert job.result is not None
         return job.result
 
     def _commit_batch(self, batch: list[_Job]) -> None:
-        """Write a batch in one transaction (caller holds _write_lock); mark every job done."""
-        results: list[StoreResult] = []
+        """Write a batch in one transaction (caller holds _write_lock); mark every job done.
+
+        If the transaction fails for a reason that is not the database's (see _TRANSIENT), one
+        delivery's data may be at fault: each is then written in its own transaction, so only
+        that one fails and its batch-mates are stored and acknowledged.
+        """
+        try:
+            results = self._transaction(batch)
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, _TRANSIENT):
+                self._logs.append(
+                    (
+                        logging.WARNING,
+                        "a group commit of %d deliveries failed (%s: %s); writing them one by one",
+                        (len(batch), type(exc).__name__, exc),
+                        None,
+                    )
+                )
+                for job in batch:
+                    self._commit_batch([job])
+                return
+            for job in batch:
+                job.error, job.alone, job.done = exc, len(batch) == 1, True
+            return
+        for job, result in zip(batch, results, strict=True):
+            job.result, job.done = result, True
+
+    def _transaction(self, batch: list[_Job]) -> list[StoreResult]:
+        """One transaction for the batch, under the cross-process write lock; raises on failure."""
         try:
             conn = self.conn
             fd = self._process_lock_fd()
@@ -321,14 +467,18 @@ class AlertStore:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         except Exception as exc:
-            if not isinstance(exc, sqlite3.Error):
-                log.exception("unexpected error while storing %d deliveries", len(batch))
+            if not isinstance(exc, (sqlite3.Error, *_UNSTORABLE)):
+                self._logs.append(
+                    (
+                        logging.ERROR,
+                        "unexpected error while storing %d deliveries",
+                        (len(batch),),
+                        (type(exc), exc, exc.__traceback__),
+                    )
+                )
             self._discard_broken_connection()
-            for job in batch:
-                job.error, job.done = exc, True
-            return
-        for job, result in zip(batch, results, strict=True):
-            job.result, job.done = result, True
+            raise
+        return results
 
     def _discard_broken_connection(self) -> None:
         # After an I/O error a connection may be left mid-transaction; start afresh next time.
@@ -379,10 +529,19 @@ class AlertStore:
         ).fetchone()
         return _occurrence(row) if row else None
 
-    def facets(self) -> dict[str, list[str]]:
-        """Distinct alert names and anomaly classes, for the page's filter and class suggestions."""
+    def facets(self, max_alertnames: int = 50) -> dict[str, list[str]]:
+        """The most frequent alert names and the anomaly classes, for the page's suggestions.
+
+        Bounded: any sender can invent alert names, and a list of all of them made a 7.9 MB page
+        at 30,000 names; the page offers these as suggestions for a free-text filter.
+        """
         names = [
-            r[0] for r in self.conn.execute("SELECT DISTINCT alertname FROM occurrences ORDER BY 1")
+            r[0]
+            for r in self.conn.execute(
+                "SELECT alertname FROM occurrences GROUP BY alertname"
+                " ORDER BY count(*) DESC, alertname LIMIT ?",
+                (max_alertnames,),
+            )
         ]
         classes = [
             r[0]
@@ -488,6 +647,18 @@ class AlertStore:
 
 
 def _insert_delivery(conn: sqlite3.Connection, delivery: Delivery, now: str) -> StoreResult:
+    """Write one delivery and fold its alerts into occurrences (inside the caller's transaction).
+
+    Per alert, against what is stored for its (fingerprint, startsAt):
+
+    * new, or a status not seen yet in this generation (the resolve): stored;
+    * firing while the occurrence is resolved after having fired: a re-fire, stored in a new
+      generation and the occurrence reopened (a firing that arrives after a resolve it never
+      preceded is a late notification and folds into the resolved occurrence instead);
+    * already stored, in a new delivery, with other annotations (e.g. a new score): the stored
+      annotations are updated (counted as ``updated``, not as a duplicate);
+    * otherwise a duplicate (a firing repeat still moves ``last_seen``).
+    """
     cur = conn.execute(
         "INSERT OR IGNORE INTO deliveries (received_at, group_key, status, receiver,"
         " truncated_alerts, body_sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -508,14 +679,24 @@ def _insert_delivery(conn: sqlite3.Connection, delivery: Delivery, now: str) -> 
         ).fetchone()[0]
     else:
         delivery_id = cur.lastrowid
-    stored = 0
+    stored: dict[str, int] = {}
+    updated = refired = duplicates = 0
     for a in delivery.alerts:
         labels = json.dumps(a.labels, ensure_ascii=False, sort_keys=True)
         annotations = json.dumps(a.annotations, ensure_ascii=False, sort_keys=True)
+        occ = conn.execute(
+            "SELECT status, generation, firing_seen FROM occurrences"
+            " WHERE fingerprint = ? AND starts_at = ?",
+            (a.fingerprint, a.starts_at),
+        ).fetchone()
+        generation = occ[1] if occ else 0
+        refire = occ is not None and occ[0] == "resolved" and a.status == "firing" and occ[2] == 1
+        if refire:
+            generation += 1
         cur = conn.execute(
             "INSERT OR IGNORE INTO alerts (delivery_id, received_at, group_key, fingerprint,"
-            " status, starts_at, ends_at, labels, annotations, generator_url)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, starts_at, ends_at, labels, annotations, generator_url, generation)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 delivery_id,
                 now,
@@ -527,35 +708,88 @@ def _insert_delivery(conn: sqlite3.Connection, delivery: Delivery, now: str) -> 
                 labels,
                 annotations,
                 a.generator_url,
+                generation,
             ),
         )
-        if cur.rowcount == 0:
+        if cur.rowcount:
+            stored[a.status] = stored.get(a.status, 0) + 1
+            if refire:
+                refired += 1
+                conn.execute(
+                    _REOPEN_OCCURRENCE,
+                    (
+                        generation,
+                        now,
+                        annotations,
+                        a.generator_url,
+                        a.generator_url,
+                        a.fingerprint,
+                        a.starts_at,
+                    ),
+                )
+            else:
+                _upsert_occurrence(conn, delivery, a, now, labels, annotations, generation)
             continue
-        stored += 1
-        conn.execute(
-            _UPSERT_OCCURRENCE,
-            (
-                a.fingerprint,
-                a.starts_at,
-                a.status,
-                a.ends_at,
-                now,
-                now,
-                a.labels.get("alertname", ""),
-                a.labels.get("instance", ""),
-                a.labels.get("severity", ""),
-                labels,
-                annotations,
-                a.generator_url,
-                delivery.external_url,
-                delivery.receiver,
-            ),
-        )
+        if duplicate_delivery:
+            duplicates += 1
+            continue
+        row = conn.execute(
+            "SELECT id, annotations FROM alerts WHERE group_key = ? AND fingerprint = ?"
+            " AND status = ? AND starts_at = ? AND generation = ?",
+            (delivery.group_key, a.fingerprint, a.status, a.starts_at, generation),
+        ).fetchone()
+        if row is not None and row[1] != annotations:
+            updated += 1
+            conn.execute("UPDATE alerts SET annotations = ? WHERE id = ?", (annotations, row[0]))
+            _upsert_occurrence(conn, delivery, a, now, labels, annotations, generation)
+            continue
+        duplicates += 1
+        if a.status == "firing":
+            conn.execute(
+                "UPDATE occurrences SET last_seen = max(last_seen, ?)"
+                " WHERE fingerprint = ? AND starts_at = ? AND status = 'firing'",
+                (now, a.fingerprint, a.starts_at),
+            )
     return StoreResult(
         delivery_id=delivery_id,
-        stored=stored,
-        duplicates=len(delivery.alerts) - stored,
-        duplicate_delivery=duplicate_delivery,
+        stored=sum(stored.values()),
+        duplicates=duplicates,
+        duplicate_delivery=duplicate_delivery and not stored,
+        updated=updated,
+        refired=refired,
+        stored_by_status=tuple(sorted(stored.items())),
+    )
+
+
+def _upsert_occurrence(
+    conn: sqlite3.Connection,
+    delivery: Delivery,
+    a: Alert,
+    now: str,
+    labels: str,
+    annotations: str,
+    generation: int,
+) -> None:
+    conn.execute(
+        _UPSERT_OCCURRENCE,
+        (
+            a.fingerprint,
+            a.starts_at,
+            a.status,
+            a.ends_at,
+            now,
+            now,
+            a.labels.get("alertname", ""),
+            a.labels.get("instance", ""),
+            a.labels.get("severity", ""),
+            labels,
+            annotations,
+            a.generator_url,
+            delivery.external_url,
+            delivery.receiver,
+            generation,
+            1 if a.status == "firing" else 0,
+        ),
     )
 
 

@@ -14,6 +14,8 @@ from coredns_anomaly.webhook.config import ConfigError, Settings
 from coredns_anomaly.webhook.labels import read_label_file
 from coredns_anomaly.webhook.store import StoreError
 
+JSON_BEARER = {**BEARER, "Content-Type": "application/json"}
+
 
 def metric(client, name: str) -> float:
     text = client.get("/metrics").get_data(as_text=True)
@@ -27,7 +29,7 @@ def metric(client, name: str) -> float:
 def test_accepts_and_stores(post, store):
     r = post(payload(alert("a"), alert("b")))
     assert r.status_code == 200
-    assert r.json == {"status": "ok", "delivery": 1, "stored": 2, "duplicates": 0}
+    assert r.json == {"status": "ok", "delivery": 1, "stored": 2, "updated": 0, "duplicates": 0}
     assert store.counts()["alerts"] == 2
 
 
@@ -67,6 +69,7 @@ def test_oversized_is_413(tmp_path, settings):
         "/webhook",
         input_stream=io.BytesIO(b"{" * 5000),
         headers={**BEARER, "Transfer-Encoding": "chunked"},
+        content_type="application/json",
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert chunked.status_code == 413
@@ -349,18 +352,18 @@ def test_receiver_edge_cases(client):
     r = client.get("/webhook", headers=BEARER)
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
     bad_length = client.post(
-        "/webhook", data=b"{}", headers={**BEARER}, environ_overrides={"CONTENT_LENGTH": "ten"}
+        "/webhook", data=b"{}", headers=JSON_BEARER, environ_overrides={"CONTENT_LENGTH": "ten"}
     )
     assert bad_length.status_code == 400 and "Content-Length" in bad_length.json["error"]
     short = client.post(
-        "/webhook", data=b"{}", headers={**BEARER}, environ_overrides={"CONTENT_LENGTH": "100"}
+        "/webhook", data=b"{}", headers=JSON_BEARER, environ_overrides={"CONTENT_LENGTH": "100"}
     )
     assert short.status_code == 400
     # No length and a server that does not terminate the stream: nothing is read.
     unterminated = client.post(
         "/webhook",
         input_stream=io.BytesIO(b'{"version": "4"}'),
-        headers={**BEARER, "Transfer-Encoding": "identity"},
+        headers={**JSON_BEARER, "Transfer-Encoding": "identity"},
         environ_overrides={"wsgi.input_terminated": False, "CONTENT_LENGTH": ""},
     )
     assert unterminated.status_code == 400 and "invalid JSON" in unterminated.json["error"]

@@ -255,3 +255,104 @@ def _shoot(driver, tmp_path: Path, name: str) -> None:
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / name, Path(target) / name)
+
+
+class _AttackPage:
+    """The attacker's site: a page on another loopback origin (127.0.0.2) whose form
+    auto-submits to the webhook as text/plain, the one encoding that can carry a JSON body
+    without CORS (name = everything up to the last quote, value = the rest)."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        body = {**payload(alert("csrf-poison", instance=None), group_key="csrf"), "x": "="}
+        doc = json.dumps(body)  # ends with "x": "="}
+        name, _, value = doc.rpartition("=")
+        assert json.loads(name + "=" + value + "\r\n") == body  # what the browser sends
+        import html
+
+        page = (
+            "<!doctype html><title>cute cats</title>"
+            f'<form id="f" method="POST" action="{target}/webhook" enctype="text/plain">'
+            f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+            "</form><script>document.getElementById('f').submit()</script>"
+        ).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _scrape(url: str) -> dict[str, float]:
+    out = {}
+    for line in urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode().splitlines():
+        if line.startswith("coredns_anomaly_webhook_") and " " in line:
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_cross_site_form_with_cached_login_stores_nothing(server_factory, browser, tmp_path):
+    """Issue 13's CSRF: an engineer logged in to the page (the browser caches the basic-auth
+    login), then visits another site whose form auto-submits to /webhook."""
+    import sqlite3
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    (tmp_path / "pw").write_text(PASSWORD)
+    server = server_factory(
+        workers=1,
+        extra_args=[
+            "--basic-auth-username",
+            USER,
+            "--basic-auth-password-file",
+            str(tmp_path / "pw"),
+        ],
+    )
+    wait = WebDriverWait(browser, 20)
+    # Log in the way a person's browser remembers it: credentials in the URL once, then cached.
+    browser.get(f"http://{USER}:{PASSWORD}@127.0.0.1:{server.port}/alerts")
+    wait.until(lambda d: "No alerts match" in d.page_source)
+    browser.get(f"{server.url}/alerts")  # no credentials in this URL: the cache answers
+    wait.until(
+        lambda d: "No alerts match" in d.page_source, message="the browser did not cache the login"
+    )
+
+    attacker = _AttackPage(server.url)
+    try:
+        browser.get(attacker.url)
+        wait.until(lambda d: d.current_url.endswith("/webhook") and '"status"' in d.page_source)
+        answer = browser.page_source
+    finally:
+        attacker.close()
+    conn = sqlite3.connect(server.db)
+    try:
+        stored = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+    finally:
+        conn.close()
+    assert stored == 0, f"the cross-site form stored an alert: {answer}"
+    m = _scrape(server.url)
+    # The post reached the receiver *with* the cached login (else it would be "unauthorized")
+    # and was refused as cross-site.
+    assert m['coredns_anomaly_webhook_deliveries_rejected_total{reason="cross_site"}'] == 1, (
+        answer,
+        m,
+    )
+    assert m['coredns_anomaly_webhook_deliveries_rejected_total{reason="unauthorized"}'] == 0
+    assert "cross-site request refused" in answer

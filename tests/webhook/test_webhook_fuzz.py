@@ -87,7 +87,7 @@ def shared_client(tmp_path_factory):
 
 
 def test_bad_payloads_whatever_the_content_type(shared_client):
-    """Same property whatever the declared content type (Alertmanager always sends JSON)."""
+    """Never stored and never 5xx, whatever the declared content type (Alertmanager sends JSON)."""
 
     @settings(FUZZ_SETTINGS, max_examples=300)
     @given(
@@ -98,6 +98,7 @@ def test_bad_payloads_whatever_the_content_type(shared_client):
     )
     def check(body, ctype):
         r = shared_client.post("/webhook", data=body, headers={**BEARER, "Content-Type": ctype})
-        assert r.status_code in (400, 413)
+        # Anything but JSON is refused before the body is read (a CSRF form cannot send JSON).
+        assert r.status_code in ((400, 413) if ctype == "application/json" else (415,))
 
     check()

@@ -51,7 +51,7 @@ def scrape(url: str) -> dict[str, float]:
 
 def test_multiprocess_metrics_and_worker_crash(server_factory, tmp_path):
     stale = tmp_path / "server" / "metrics"
-    stale.mkdir(parents=True)
+    stale.mkdir(parents=True, mode=0o700)  # private, or the server refuses it
     (stale / "counter_99999.db").write_bytes(b"stale")
     server = server_factory(workers=2, threads=2)
     assert not (stale / "counter_99999.db").exists(), "multiprocess dir not wiped at start"

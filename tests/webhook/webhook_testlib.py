@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import copy
 import importlib.util
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 TOKEN = "test-token-0123456789"
@@ -78,3 +82,41 @@ def payload(
         "groupKey": group_key,
         "truncatedAlerts": 0,
     }
+
+
+def bcrypt_hash(password: bytes) -> str:
+    import bcrypt
+
+    return bcrypt.hashpw(password, bcrypt.gensalt(4)).decode()  # cost 4: fast tests
+
+
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl CLI), or skip."""
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command")
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
