@@ -31,7 +31,6 @@ import os
 import random
 import sqlite3
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -251,31 +250,9 @@ def _rss_mb(pids: list[int]) -> float:
 
 def _make_cert(workdir: Path) -> Path:
     """A self-signed certificate for 127.0.0.1 and a web config using it (openssl CLI)."""
-    cert, key = workdir / "tls.crt", workdir / "tls.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    from coredns_anomaly.loop.tls import openssl_cert
+
+    cert, key = openssl_cert(workdir, "tls")
     web = workdir / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
     return web

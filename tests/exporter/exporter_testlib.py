@@ -451,18 +451,7 @@ def huge_page(series: int = 450_000) -> bytes:
 
 
 def openssl_cert(directory: Path, name: str = "server", ca: tuple[Path, Path] | None = None, cn: str = "127.0.0.1") -> tuple[Path, Path]:  # fmt: skip
-    """A P-256 certificate for 127.0.0.1 made by the openssl CLI, self-signed or signed by
-    `ca` (cert, key); returns (cert, key). Real TLS for listener tests, made in milliseconds."""
-    import subprocess
+    """A P-256 certificate for 127.0.0.1 (loop/tls.py): real TLS for listener tests."""
+    from coredns_anomaly.loop.tls import openssl_cert as make
 
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    base = ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-subj", f"/CN={cn}", "-days", "1"]  # fmt: skip
-    if ca is None:
-        subprocess.run([*base, "-x509", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE", "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
-    else:
-        csr = directory / f"{name}.csr"
-        subprocess.run([*base, "-out", str(csr)], check=True, capture_output=True)
-        ext = directory / f"{name}.ext"
-        ext.write_text("subjectAltName=IP:127.0.0.1\n")
-        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
-    return cert, key
+    return make(directory, name, ca, cn)

@@ -6,7 +6,6 @@ import base64
 import copy
 import importlib.util
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,29 +93,6 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (openssl CLI), or skip."""
     if not shutil.which("openssl"):
         pytest.skip("needs the openssl command")
-    cert, key = directory / "tls.crt", directory / "tls.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    from coredns_anomaly.loop.tls import openssl_cert
+
+    return openssl_cert(directory, "tls")
