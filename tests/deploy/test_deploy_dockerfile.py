@@ -181,6 +181,39 @@ def test_healthcheck_script(health_server):
     assert run_healthcheck(COREDNS_ANOMALY_HEALTHCHECK_URL=f"http://127.0.0.1:{ok}/nope") == 1
 
 
+def test_healthcheck_script_over_tls(tmp_path):
+    """With --web-config-file TLS on, the container probes itself over https on loopback."""
+    import ssl
+
+    from coredns_anomaly.loop.tls import openssl_cert
+
+    cert, key = openssl_cert(tmp_path)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Health,), {"status": 200}))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        assert (
+            run_healthcheck(COREDNS_ANOMALY_HEALTHCHECK_URL=f"https://127.0.0.1:{port}/-/healthy")
+            == 0
+        )
+        assert (
+            run_healthcheck(
+                COREDNS_ANOMALY_HEALTHCHECK_PORTS=str(port),
+                COREDNS_ANOMALY_HEALTHCHECK_SCHEME="https",
+            )
+            == 0
+        )
+        assert (
+            run_healthcheck(COREDNS_ANOMALY_HEALTHCHECK_PORTS=str(port)) == 1
+        )  # http to a TLS port
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_install_script_options_and_test_deps():
     assert subprocess.run(["bash", "-n", str(INSTALL)]).returncode == 0
     res = subprocess.run(["bash", str(INSTALL), "--help"], capture_output=True, text=True)
