@@ -176,11 +176,12 @@ class Exporter:
             log.warning("Prometheus holds no recent CoreDNS samples for the selector yet")
             return
         if interval > 1.2 * self.step_seconds:
+            other = sibling_bundle_for(Path(self.model_dir), interval)
+            use = f"use {other} (its step fits)" if other else "use a bundle of that step"
             raise StepMismatch(
-                f"Prometheus scrapes these CoreDNS every {interval:g} s but the model "
+                f"Prometheus scrapes these CoreDNS every {interval:.3g} s but the model "
                 f"{self.model_dir} has a {self.step_seconds:g} s step, so most one-step rates "
-                f"would read 0: use the bundle for that step (models/default-{interval:g}s when "
-                "it ships one) or fit one on your own history: coredns-anomaly fit "
+                f"would read 0: {use}, or fit one on your own history: coredns-anomaly fit "
                 "--prometheus URL --start ... --end ..."
             )
         log.info("Prometheus scrapes every %g s; model step %g s", interval, self.step_seconds)
@@ -325,3 +326,19 @@ class Exporter:
         self.save_state()
         if self.scraper:
             self.scraper.close()
+
+
+def sibling_bundle_for(model_dir: Path, interval: float) -> Path | None:
+    """The bundle beside `model_dir` (models/step15, models/step30, ...) with the shortest step
+    that is not shorter than Prometheus' scrape interval, to name in the refusal."""
+    from .bundle import read_meta
+
+    best: tuple[float, Path] | None = None
+    for meta_path in sorted(model_dir.resolve().parent.glob("*/model.json")):
+        try:
+            step = float(read_meta(meta_path)["step_seconds"])
+        except Exception:  # noqa: BLE001 (any unreadable bundle is simply not suggested)
+            continue
+        if step * 1.2 >= interval and (best is None or step < best[0]):
+            best = (step, meta_path.parent)
+    return None if best is None else best[1]

@@ -19,6 +19,7 @@ import pytest
 
 from coredns_anomaly.exporter.features import FEATURE_NAMES, NEEDED_NAMES
 from coredns_anomaly.exporter.promapi import PrometheusSource, PrometheusSourceError, selector_query
+from coredns_anomaly.exporter.service import StepMismatch
 
 # -- selector_query ----------------------------------------------------------------------
 
@@ -305,5 +306,16 @@ def test_prometheus_source_with_real_prometheus_and_real_coredns(tmp_path, real_
         x.run_step()
         assert x.engine.states[real_coredns].verdict is not None
         assert x.engine.states[real_coredns].up
+        # The step check reads the real scrape interval (0.1 s): a 0.25 s model is fine; a
+        # 0.02 s model is refused, naming the bundle beside it whose step fits.
+        x.check_step()
+        fast = copy_model(tmp_path / "fast")
+        meta["step_seconds"] = 0.02
+        (fast / "model.json").write_text(json.dumps(meta))
+        y = make_exporter(
+            model=str(fast), prometheus_url=url, prometheus_selector='{job="coredns"}',
+        )  # fmt: skip
+        with pytest.raises(StepMismatch, match=r"every 0\.1 s .* use .*model \(its step fits\)"):
+            y.check_step()
     finally:
         processes.stop(proc)
