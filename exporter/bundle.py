@@ -32,6 +32,16 @@ MAX_META_DEPTH = 32  # model.json nests ~5 deep; deeper JSON would blow the stac
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 MAX_WINDOW = 100_000
 MAX_DEBOUNCE = 100_000
+# An anomaly lasts until this long of calm (score < 1): a state that hovers around the
+# threshold (a cache still evicting a flood's junk names minutes after it) is one alarm.
+CLEAR_SECONDS = 30.0
+
+
+def clear_steps(step_seconds: float) -> int:
+    """`decision_clear_steps` for a bundle of this step: CLEAR_SECONDS of calm, at least 1."""
+    return max(1, math.ceil(CLEAR_SECONDS / step_seconds - 1e-9))
+
+
 MAX_CENTROID = 1e6
 
 
@@ -75,6 +85,9 @@ class Bundle:
     type_centroids: np.ndarray  # (types, F)
     sha256: str
     evidence: Evidence  # how many events an estimated feature reads (exporter/features.py)
+    # An anomaly ends after this many consecutive calm steps (score < 1), not at the first:
+    # a state that hovers around the threshold is one alarm, not one per crossing.
+    clear_steps: int = 1
 
     @property
     def n_features(self) -> int:
@@ -316,6 +329,9 @@ def _load(path: Path) -> Bundle:
     debounce = 1
     if meta.get("decision_debounce_steps") not in (None, 0):
         debounce = _integer(meta, "decision_debounce_steps", jpath, 1, MAX_DEBOUNCE)
+    clear = 1
+    if meta.get("decision_clear_steps") not in (None, 0):
+        clear = _integer(meta, "decision_clear_steps", jpath, 1, MAX_DEBOUNCE)
     tnames, cents = _anomaly_types(meta, jpath, F)
     for key in ("versions",):
         if key in meta and not isinstance(meta[key], dict):
@@ -325,7 +341,7 @@ def _load(path: Path) -> Bundle:
         raise _wrong(jpath, "model_kind", kind, "a string")
     bundle = Bundle(
         path, meta, flat, kind, window, step, baseline, threshold, debounce, tnames, cents,
-        digest, evidence,
+        digest, evidence, clear,
     )  # fmt: skip
     runtime = bundle.runtime()  # BundleError if the interpreter cannot load it
     try:

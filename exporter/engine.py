@@ -64,6 +64,8 @@ class TargetState:
         self.missing = np.ones(window, bool)
         self.filled = 0  # steps seen since the target appeared, capped at the window
         self.streak = 0  # consecutive anomalous steps, for debouncing
+        self.calm = 0  # consecutive steps below 1, for ending an anomaly (bundle.clear_steps)
+        self.alarm = False
         self.up = False
         self.scrape_duration = 0.0
         self.errors: Counter[str] = Counter()
@@ -125,7 +127,8 @@ class Engine:
                 )
         self.bundle = bundle
         for st in self.states.values():
-            st.streak = 0
+            st.streak = st.calm = 0
+            st.alarm = False
             st.features.evidence = bundle.evidence  # read from the next page on
 
     def step(self, observations: list[Observation]) -> StepStats:
@@ -144,7 +147,7 @@ class Engine:
         ready = [(name, st) for name, st in self.states.items() if st.ready()]
         for st in self.states.values():
             if not st.ready():
-                st.verdict, st.streak = None, 0
+                st.verdict, st.streak, st.calm, st.alarm = None, 0, 0, False
         t1 = time.perf_counter()
         if ready:
             self._score(ready)
@@ -237,8 +240,15 @@ class Engine:
             s = float(scores[i])
             s = s if math.isfinite(s) else 0.0
             st.streak = st.streak + 1 if s >= 1.0 else 0
+            st.calm = 0 if s >= 1.0 else st.calm + 1
             # While learning, the score is shown for inspection but never raises an anomaly.
-            st.verdict = Verdict(s, st.streak >= b.debounce_steps and not st.learning)
+            if st.learning:
+                st.alarm = False
+            elif not st.alarm:
+                st.alarm = st.streak >= b.debounce_steps
+            elif st.calm >= b.clear_steps:
+                st.alarm = False
+            st.verdict = Verdict(s, st.alarm)
             if st.verdict.anomaly:
                 flagged.append(i)
         if flagged:  # type and explanation only where they will be shown

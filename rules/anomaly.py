@@ -1,12 +1,14 @@
 """Alerts on the exporter's series, derived from the model bundle, and meta-alerts on the detector.
 
 Why these numbers (docs/rules.md has the long form):
-- warning at score >= 1: the score is raw / the threshold chosen on validation, so 1 *is* the
-  model's validated decision; the rule adds no threshold of its own.
+- warning on `coredns_anomaly == 1`: the score is raw / the threshold chosen on validation, so 1
+  *is* the model's validated decision; the exporter holds an anomaly until its score stayed
+  below 1 for `decision_clear_steps` (30 s), so the rule adds no threshold of its own (a
+  `score >= 1` condition would resolve and re-fire on every dip inside one anomaly).
 - critical: classifier and siamese raw scores are bounded by 1, so the published score cannot
   exceed 1 / threshold; critical sits halfway between 1 and that ceiling (the model is clearly
   past its decision, not hovering on it). Unbounded scores (autoencoder, ensemble) go critical
-  at 2, twice the validated threshold.
+  at 2, twice the validated threshold, with `keep_firing_for` the exporter's calm span.
 - `unless ... coredns_anomaly_learning == 1`: while the exporter is still learning an
   instance's own normal (its warm-up), the score is published for inspection only.
 - `for:` = one model step: the exporter already applies the validated debounce
@@ -119,18 +121,23 @@ def anomaly_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
     for severity, level in (("warning", 1.0), ("critical", crit)):
         ann = {k: fill(fill(v, static), templates(o.job)) for k, v in ANOMALY_TEXT.items()}
         ann["runbook_url"] = _runbook(o, "CoreDNSAnomaly")
-        rules.append(
-            {
-                "alert": "CoreDNSAnomaly",
-                "expr": f"coredns_anomaly_score{{{sel}}} >= {level:g}\n"
-                f"and\ncoredns_anomaly{{{sel}}} == 1\n"
-                # an instance whose own normal is still being learned never alerts
-                f"unless on (job, instance)\ncoredns_anomaly_learning{{{sel}}} == 1",
-                "for": hold,
-                "labels": {"severity": severity},
-                "annotations": ann,
-            }
-        )
+        # warning: the exporter's verdict alone (it already debounced, and it holds an anomaly
+        # through short dips below 1, so the alert does not flap); critical: the score too,
+        # kept firing over the same calm span the exporter waits before it clears
+        above = "" if severity == "warning" else f" >= {level:g}"
+        rule = {
+            "alert": "CoreDNSAnomaly",
+            "expr": f"coredns_anomaly_score{{{sel}}}{above}\n"
+            f"and\ncoredns_anomaly{{{sel}}} == 1\n"
+            # an instance whose own normal is still being learned never alerts
+            f"unless on (job, instance)\ncoredns_anomaly_learning{{{sel}}} == 1",
+            "for": hold,
+            "labels": {"severity": severity},
+            "annotations": ann,
+        }
+        if severity == "critical" and m.clear_steps > 1:
+            rule["keep_firing_for"] = duration(m.clear_steps * m.step_seconds)
+        rules.append(rule)
     return rules
 
 

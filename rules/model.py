@@ -32,6 +32,7 @@ class ModelFacts:
     median_delay_steps: float  # on the test split; 0 if the model detected nothing
     anomaly_types: tuple[str, ...]
     feature_names: tuple[str, ...]
+    clear_steps: int = 1  # the exporter ends an anomaly after this many calm steps
 
     @property
     def max_score(self) -> float:
@@ -59,6 +60,7 @@ def load_model_facts(bundle: str | Path) -> ModelFacts:
             median_delay_steps=0.0 if delay is None else float(delay),
             anomaly_types=tuple(str(n) for n in meta_field(meta, "anomaly_types.names", path)),
             feature_names=tuple(str(n) for n in meta_field(meta, "feature_names", path)),
+            clear_steps=int(meta.get("decision_clear_steps") or 1),
         )
     except BundleError as exc:
         raise RulesError(str(exc)) from None

@@ -85,9 +85,11 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
     feats = list(m.feature_names[:3])
     j = {"job": o.job}
     k = math.ceil(for_seconds(m) / INTERVAL - 1e-9)  # evaluations the `for:` hold spans
-    # samples: quiet x2, warning-level x1, critical-level x(k + 2), quiet x2
-    scores = [0.31, 0.42, warn_score] + [crit_score] * (k + 2) + [0.35, 0.3]
-    flags = [0, 0] + [1] * (k + 3) + [0, 0]
+    # the critical alert keeps firing over the exporter's calm span (keep_firing_for)
+    kept = math.ceil(m.clear_steps * m.step_seconds / INTERVAL - 1e-9) if m.clear_steps > 1 else 0
+    # samples: quiet x2, warning-level x1, critical-level x(k + 2), quiet x(2 + kept)
+    scores = [0.31, 0.42, warn_score] + [crit_score] * (k + 2) + [0.35, 0.3] + [0.3] * kept
+    flags = [0, 0] + [1] * (k + 3) + [0, 0] + [0] * kept
     n = len(scores)
     present = [None if f == 0 else 1 for f in flags]
     series = [
@@ -128,7 +130,10 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
         {"eval_time": at(2 + k), "alertname": "CoreDNSAnomaly", "exp_alerts": [warn]},
         {"eval_time": at(3 + k), "alertname": "CoreDNSAnomaly",
          "exp_alerts": [expected("warning", crit_score), expected("critical", crit_score)]},
-        # the model calls the window normal again: resolved at once
+        # the model calls the window normal again: the warning resolves at once, the critical
+        # one after keep_firing_for
+        *({"eval_time": at(n - 2 - kept + i), "alertname": "CoreDNSAnomaly",
+           "exp_alerts": [expected("critical", crit_score)]} for i in range(kept)),
         {"eval_time": at(n - 2), "alertname": "CoreDNSAnomaly", "exp_alerts": []},
     ]  # fmt: skip
     return {"interval": f"{INTERVAL}s", "input_series": series, "alert_rule_test": checks}

@@ -112,6 +112,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tr.set_defaults(handler=_train)
 
+    rst = sub.add_parser(
+        "restep", help="the same network as a bundle for another scrape step (e.g. 15 or 30 s)"
+    )
+    rst.add_argument("--model", type=Path, default=Path("models/default"), help="source bundle")
+    rst.add_argument("--step", type=float, required=True, help="seconds between scrapes")
+    rst.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    rst.set_defaults(handler=_restep)
+
     fit = sub.add_parser(
         "fit", help="learn a fleet's own normal from its history: bundle + threshold + report"
     )
@@ -263,6 +271,20 @@ def _train(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except (DatasetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
+    return 0
+
+
+def _restep(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+    from coredns_anomaly.exporter.bundle import BundleError
+
+    from .restep import restep
+
+    try:
+        out = restep(args.model, args.step, args.out)
+    except (BundleError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"bundle: {out} (step {args.step:g} s, from {args.model})")
     return 0
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..exporter.baseline import BaselineSpec
+from ..exporter.bundle import clear_steps
 from . import evt, inject
 from .series import NORMAL, Series, attach_baseline, episodes
 
@@ -459,7 +460,11 @@ def fit(
     det.export(
         out,
         sample=sample if len(sample) else None,
-        extra={"decision_debounce_steps": cfg.debounce_steps, "fit": _slim(summary)},
+        extra={
+            "decision_debounce_steps": cfg.debounce_steps,
+            "decision_clear_steps": clear_steps(step),
+            "fit": _slim(summary),
+        },
     )
     det.save(out / "keras")
     summary["bundle"] = str(out)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..exporter.bundle import clear_steps
 from . import dataset as ds_mod
 from .detector import AnomalyDetector, Predictions, as_series
 from .evaluate import (
@@ -254,6 +255,11 @@ def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dic
     step = det.step_seconds or 1.0
     novel = judge.val_novel
     va = judge.val_windows(det) if va is None else va
+    if not len(va):
+        raise ValueError(
+            f"no validation windows of {det.window} steps: the recordings are too short for "
+            "this step; record longer ones or train at a shorter step"
+        )
     tr = judge.train_windows(det)
     mode = score_mode(det)
     raw = det.raw_scores(mode, va.X)
@@ -494,6 +500,25 @@ def split_report(
     return out
 
 
+MIN_VAL_WINDOWS = 100
+
+
+def windows_that_fit(split: Split, grid: dict, progress=print) -> dict:
+    """The grid without window lengths the validation split is too short for: at a 15 or 30 s
+    step a 35-minute recording's validation part is a few dozen steps per instance, and every
+    candidate is judged on the windows of the longest length searched."""
+    from .series import Scaler
+
+    scaler = Scaler.fit(split.train)
+    fit = [w for w in grid["window"] if len(make_windows(split.val, w, scaler)) >= MIN_VAL_WINDOWS]
+    if not fit:
+        fit = [min(grid["window"])]
+    if tuple(fit) != tuple(grid["window"]):
+        progress(f"windows {sorted(set(grid['window']) - set(fit))} left out: the validation "
+                 f"split holds fewer than {MIN_VAL_WINDOWS} windows of them")  # fmt: skip
+    return {**grid, "window": tuple(fit)}
+
+
 def run(
     datasets: list[Path],
     bundle_out: Path,
@@ -520,7 +545,7 @@ def run(
     progress(
         f"data: {len(series)} series, {sum(len(s.times) for s in series)} steps; split train/val/test by time"
     )
-    grid = QUICK_SEARCH if quick else SEARCH
+    grid = windows_that_fit(split, QUICK_SEARCH if quick else SEARCH, progress)
     judge = Judge(split, held_out, val_novel, max(grid["window"]))
     cands = search(split, held_out, epochs, batch, seed, progress, grid, val_novel, judge)
     best_per_kind = {k: max(v, key=lambda c: c.rank) for k, v in cands.items()}
@@ -618,6 +643,7 @@ def run(
         sample=sample,
         extra=        {
             "decision_debounce_steps": chosen.debounce,
+            "decision_clear_steps": clear_steps(step),
             "training_data": {"datasets": [{"path": str(p), "meta": {k: ds.meta.get(k) for k in ("coredns_version", "seed", "preset", "step_seconds", "recorded_from")}} for p, ds in zip(datasets, loaded, strict=True)], "label_files": results["label_files"]},
             "evaluation": {"test": _slim(results["models"][chosen.kind]), "validation": _slim(chosen.val), "held_out_classes": list(held_out), "debounced": True},
             "versions_coredns": sorted({str(ds.meta.get("coredns_version")) for ds in loaded}),

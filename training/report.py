@@ -67,6 +67,12 @@ TARGETS = {  # the issue's numeric targets on the test split
 }
 
 
+TRANSFER_POINTER = (
+    "How the shipped bundles do on environments none of this data came from (the transfer "
+    "benchmark, bench/transfer.py): [transfer.md](transfer.md)."
+)
+
+
 def _targets(results: dict[str, Any], chosen: str) -> list[str]:
     m = results["models"][chosen]
     sv = m.get("seen_vs_held_out", {})
@@ -131,6 +137,8 @@ def write_report(results, best, preds, pca, out_dir: Path, split) -> Path:
         )
         + f"(window {m['config']['window']}, filters {m['config']['filters']}, "
         f"debounce {m['config']['debounce']} steps, threshold {m['config']['threshold']:.4g}).",
+        "",
+        TRANSFER_POINTER,
         "",
         "## Test split",
         "",

@@ -1,0 +1,64 @@
+"""The verdict rule: an anomaly starts after `debounce_steps` steps at or above 1 and ends only
+after `clear_steps` calm steps (below 1), so a state that hovers around the threshold is one
+alarm, not one per crossing; a learning instance never alarms.
+
+The scores are scripted: the decision is what is under test, so the network's output is
+replaced by a list of scores (the real LiteRT model is exercised by every other exporter test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from exporter_testlib import Timeline, prefill
+
+from coredns_anomaly.exporter.bundle import CLEAR_SECONDS, clear_steps
+from coredns_anomaly.exporter.engine import Observation
+
+
+class ScriptedRuntime:
+    """Returns the next scripted score (times the bundle's threshold) for every window."""
+
+    def __init__(self, scores: list[float], threshold: float) -> None:
+        self.scores, self.threshold = list(scores), threshold
+
+    def run(self, Z: np.ndarray) -> dict[str, np.ndarray]:
+        s = self.scores.pop(0)
+        return {"score": np.full(len(Z), s * self.threshold, np.float32)}
+
+
+def verdicts(make_exporter, clock, bundle, scores: list[float], debounce: int, clear: int) -> list[bool]:  # fmt: skip
+    x = make_exporter(targets=["127.0.0.1:1"])
+    inst, tl = "10.9.0.1:9153", Timeline("normal")
+    served = [0]
+    prefill(x, clock, {inst: (tl, served)}, bundle.window + 1)  # warm baseline, full window
+    b = dataclasses.replace(x.engine.bundle, debounce_steps=debounce, clear_steps=clear)
+    x.engine.bundle = b
+    x.engine.runtime = ScriptedRuntime(scores, b.threshold)
+    out = []
+    for _ in scores:
+        clock.now += b.step_seconds
+        x.engine.step([Observation(inst, clock.now, text=tl.page(served[0]))])
+        served[0] += 1
+        out.append(x.engine.states[inst].verdict.anomaly)
+    return out
+
+
+def test_an_anomaly_starts_after_debounce_and_ends_after_clear_steps(make_exporter, clock, bundle):
+    scores = [0.5, 1.2, 1.3, 0.8, 1.1, 0.7, 0.6, 0.5, 0.4, 1.5, 0.2]
+    got = verdicts(make_exporter, clock, bundle, scores, debounce=2, clear=3)
+    #         0.5    1.2    1.3   0.8   1.1   0.7   0.6   0.5    0.4    1.5    0.2
+    want = [False, False, True, True, True, True, True, False, False, False, False]
+    assert got == want
+
+
+def test_clear_steps_one_is_the_plain_debounce(make_exporter, clock, bundle):
+    scores = [1.2, 1.3, 0.8, 1.1, 1.2, 0.2]
+    got = verdicts(make_exporter, clock, bundle, scores, debounce=2, clear=1)
+    assert got == [False, True, False, False, True, False]
+
+
+def test_clear_steps_are_thirty_seconds_at_any_step():
+    assert CLEAR_SECONDS == 30.0
+    assert [clear_steps(s) for s in (2.0, 15.0, 30.0, 60.0)] == [15, 2, 1, 1]
