@@ -84,7 +84,7 @@ class BaselineSpec:
     horizon_seconds: float = 1800.0
     capacity: int = 240
     refresh_rows: int = 4  # recompute median/MAD after this many new rows (always while learning)
-    relearn_seconds: float = 1800.0
+    relearn_seconds: float = 600.0
     clip: float = 10.0
     floor_abs: tuple[float, ...] = field(default_factory=lambda: default_floors()[0])
     floor_rel: tuple[float, ...] = field(default_factory=lambda: default_floors()[1])

@@ -126,8 +126,10 @@ class Stack:
 
     def _start_exporter(self) -> None:
         assert self.lab is not None
+        # baselines saved in the loop's own directory: a fresh lab's instances learn anew
         args = [sys.executable, "-m", "coredns_anomaly", "exporter", "--model", str(self.s.model),
-                "--listen", f"127.0.0.1:{self.ports['exporter']}"]  # fmt: skip
+                "--listen", f"127.0.0.1:{self.ports['exporter']}",
+                "--state-file", str(self.s.workdir / "exporter-state.json")]  # fmt: skip
         for inst in self.lab.instances:
             args += ["--target", inst.front.metrics_url]
         self._spawn("exporter", args)
