@@ -9,7 +9,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 # The whole loop on loopback: lab CoreDNS, exporter, Prometheus + generated rules,
-# Alertmanager, webhook; faults, a printed timeline, runs/demo/report.md (~3.5 minutes).
+# Alertmanager, webhook; 5 minutes of learning, faults, a printed timeline, runs/demo/report.md (~10 minutes).
 demo: setup
 	$(CLI) demo --out runs/demo
 

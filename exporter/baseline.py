@@ -86,6 +86,7 @@ class BaselineSpec:
     refresh_rows: int = 4  # recompute median/MAD after this many new rows (always while learning)
     relearn_seconds: float = 600.0
     clip: float = 10.0
+    learn_below: float = 0.7  # the exporter learns a step only if its score is below this
     floor_abs: tuple[float, ...] = field(default_factory=lambda: default_floors()[0])
     floor_rel: tuple[float, ...] = field(default_factory=lambda: default_floors()[1])
 
@@ -125,6 +126,7 @@ class BaselineSpec:
                 refresh_rows=int(d["refresh_rows"]),
                 relearn_seconds=float(d["relearn_seconds"]),
                 clip=float(d["clip"]),
+                learn_below=float(d.get("learn_below", 1.0)),
                 floor_abs=tuple(float(x) for x in d["floor_abs"]),
                 floor_rel=tuple(float(x) for x in d["floor_rel"]),
             )
@@ -135,6 +137,7 @@ class BaselineSpec:
         problems = []
         for name in (
             "warmup_seconds", "location_seconds", "horizon_seconds", "relearn_seconds", "clip",
+            "learn_below",
         ):  # fmt: skip
             v = getattr(spec, name)
             if not (math.isfinite(v) and v > 0):

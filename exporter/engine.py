@@ -182,7 +182,11 @@ class Engine:
 
     def _learn(self, instance: str, st: TargetState, ts: float) -> None:
         was_learning = st.learning
-        flagged = st.verdict is not None and st.verdict.score >= 1.0
+        # Kept out of the baseline: steps near the threshold too, not only above it, so the
+        # first steps of a fault that builds up (before it crosses 1) do not move the location.
+        flagged = st.verdict is not None and (
+            st.verdict.score >= self.bundle.baseline.learn_below or st.alarm
+        )
         st.baseline.observe(st.rows[-1], ts, flagged)
         if was_learning and not st.learning and not st.learning_logged:
             st.learning_logged = True

@@ -50,7 +50,8 @@ def mixed(page_servers, clock, make_exporter, bundle, http):
         feeds[srv.instance()] = (tl, srv.timeline("/metrics", tl))
     down = f"127.0.0.1:{closed_port()}"
     x = make_exporter(targets=[sick.instance(), calm.instance(), down], scrape_timeout=0.5)
-    prefill(x, clock, feeds, bundle.window - 1)  # then two steps over HTTP for all three
+    # enough scored steps for the debounce, then two steps over HTTP for all three
+    prefill(x, clock, feeds, bundle.window - 1 + bundle.debounce_steps)
     for _ in range(2):
         clock.now += bundle.step_seconds
         x.run_step()

@@ -85,7 +85,7 @@ def info_sha(m) -> str:
 
 def test_bad_bundle_is_refused_then_a_good_one_swaps_in(reloading, bundle):
     x, model, inst, step, scores = reloading
-    for _ in range(2):
+    for _ in range(bundle.debounce_steps):  # anomalous from the first full window on
         m = step()
     assert reloads(m) == (0, 0, 1) and info_sha(m) == bundle.sha256
     assert value(m, "coredns_anomaly", instance=inst) == 1.0
@@ -109,7 +109,8 @@ def test_bad_bundle_is_refused_then_a_good_one_swaps_in(reloading, bundle):
     assert s == pytest.approx(expected_score(x, inst), rel=1e-5)
     assert s < 1.0 <= f * s, "the score is normalised by the new threshold"
     assert value(m, "coredns_anomaly", instance=inst) == 0.0
-    assert x.steps == 1 + 5 and len(scores) == 5  # one warm-up step + five, none dropped
+    n = bundle.debounce_steps + 3  # the steps above, none dropped, after one warm-up step
+    assert x.steps == 1 + n and len(scores) == n
 
 
 def test_a_changed_model_json_is_reloaded_even_with_the_same_tflite(reloading, bundle):

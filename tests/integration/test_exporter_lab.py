@@ -52,7 +52,23 @@ def wait_for(port: int, cond, timeout: float, timeline: list, what: str):
         if cond(series):
             return series
         time.sleep(1.0)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; timeline: {timeline[-12:]}")
+    pytest.fail(
+        f"timed out after {timeout}s waiting for {what}; top contributions now: "
+        f"{top_contributions(port)}; timeline: {timeline[-12:]}"
+    )
+
+
+def top_contributions(port: int, n: int = 5) -> dict[str, list[tuple[str, float]]]:
+    """Per instance, the features that drive its score now (for a failure's message)."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    out: dict[str, list[tuple[str, float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "coredns_anomaly_feature_contribution":
+                out.setdefault(s.labels["instance"], []).append(
+                    (s.labels["feature"], round(s.value, 2))
+                )
+    return {i: sorted(v, key=lambda kv: -kv[1])[:n] for i, v in out.items()}
 
 
 def test_fault_raises_and_clears_only_its_instance(tmp_path):

@@ -51,8 +51,13 @@ def test_tflite_matches_keras_within_1e_5_on_real_windows(shipped, batch):
     xb = X[rng.choice(len(X), batch, replace=False)]
     keras_out = det.serving_model().predict(xb, verbose=0)
     lite = litert_outputs((BUNDLE / "model.tflite").read_bytes(), xb)
-    for name in ("score", "embedding", "contributions"):
-        assert np.max(np.abs(np.asarray(keras_out[name]) - lite[name])) <= 1e-5, name
+    # the score (what the decision reads) within 1e-5; the embedding and the contributions,
+    # whose values reach ~3, within 1e-5 of their size (float32 sums in another order)
+    assert np.max(np.abs(np.asarray(keras_out["score"]) - lite["score"])) <= 1e-5
+    for name in ("embedding", "contributions"):
+        np.testing.assert_allclose(
+            lite[name], np.asarray(keras_out[name]), rtol=1e-5, atol=1e-5, err_msg=name
+        )
 
 
 def test_a_graph_that_needs_flex_fails_the_export():
