@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", type=Path, default=Path("models/default"), help="model bundle")
     p.add_argument("--duration", type=float, default=30.0, help="seconds per fault")
-    p.add_argument("--gap", type=float, default=50.0, help="calm seconds after each fault")
+    p.add_argument("--gap", type=float, default=90.0, help="calm seconds after each fault")
     p.set_defaults(handler=_demo)
 
 

@@ -33,7 +33,7 @@ class DemoSettings:
     model: Path
     faults: tuple[tuple[str, float], ...] = DEMO_FAULTS
     duration: float = 30.0
-    gap: float = 50.0  # > the bundle's 30 s of calm that ends an anomaly, and Alertmanager's
+    gap: float = 90.0  # > the model window plus the 30 s of calm that end an anomaly
     calm: float = 10.0  # healthy seconds after warm-up before the first fault
 
 

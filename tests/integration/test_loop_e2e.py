@@ -15,7 +15,7 @@ def test_fault_travels_the_whole_loop(tmp_path):
     report = run_demo(
         DemoSettings(
             tmp_path / "demo", ROOT / "models/default", faults=(("upstream_servfail", 0.8),),
-            duration=20.0, gap=50.0, calm=6.0,
+            duration=20.0, gap=100.0, calm=6.0,
         ),
         say=lambda *_: None,
     )  # fmt: skip

