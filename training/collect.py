@@ -187,27 +187,33 @@ def labels_from_file(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ds_mod.LABEL_COLUMNS)) if rows else ds_mod.empty_labels()
 
 
-def main(args: argparse.Namespace) -> int:
-    from coredns_anomaly.cli import UsageError
-
-    try:
-        start, end = parse_time(args.start), parse_time(args.end)
-        with_name(args.selector, "x")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+def api_from_args(args: argparse.Namespace) -> tuple[PrometheusAPI, float, float]:
+    """The API client and the range of `collect` and `fit --prometheus` flags (one reading of
+    the range, auth and TLS options for both); ValueError names what is wrong."""
+    start, end = parse_time(args.start), parse_time(args.end)
+    with_name(args.selector, "x")
     if end <= start or args.step <= 0:
-        raise UsageError("need --end after --start and a positive --step")
+        raise ValueError("need --end after --start and a positive --step")
     token = args.bearer_token_file.read_text().strip() if args.bearer_token_file else None
     basic = None
     if args.basic_auth_user:
         if not args.basic_auth_password_file:
-            raise UsageError("--basic-auth-user needs --basic-auth-password-file")
+            raise ValueError("--basic-auth-user needs --basic-auth-password-file")
         basic = (args.basic_auth_user, args.basic_auth_password_file.read_text().strip())
     verify: bool | str = (
         False if args.insecure_skip_verify else (str(args.ca_file) if args.ca_file else True)
     )
     cert = (str(args.cert_file), str(args.key_file)) if args.cert_file and args.key_file else None
-    api = PrometheusAPI(args.prometheus, token, basic, verify, cert)
+    return PrometheusAPI(args.prometheus, token, basic, verify, cert), start, end
+
+
+def main(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+
+    try:
+        api, start, end = api_from_args(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     try:
         ds = collect(api, args.selector, start, end, args.step)
     except CollectError as exc:

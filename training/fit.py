@@ -594,23 +594,9 @@ def collect_dataset(args) -> Any:
     from . import collect as col
 
     try:
-        start, end = col.parse_time(args.start), col.parse_time(args.end)
-        col.with_name(args.selector, "x")
+        api, start, end = col.api_from_args(args)
     except ValueError as exc:
         raise FitError(str(exc)) from exc
-    if end <= start or args.step <= 0:
-        raise FitError("need --end after --start and a positive --step")
-    token = args.bearer_token_file.read_text().strip() if args.bearer_token_file else None
-    basic = None
-    if args.basic_auth_user:
-        if not args.basic_auth_password_file:
-            raise FitError("--basic-auth-user needs --basic-auth-password-file")
-        basic = (args.basic_auth_user, args.basic_auth_password_file.read_text().strip())
-    verify: bool | str = (
-        False if args.insecure_skip_verify else (str(args.ca_file) if args.ca_file else True)
-    )
-    cert = (str(args.cert_file), str(args.key_file)) if args.cert_file and args.key_file else None
-    api = col.PrometheusAPI(args.prometheus, token, basic, verify, cert)
     try:
         return col.collect(api, args.selector, start, end, args.step)
     except col.CollectError as exc:
