@@ -9,6 +9,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def add_prometheus_auth_flags(p: argparse.ArgumentParser) -> None:
+    """The auth and TLS flags of a Prometheus API client (read by collect.api_from_args)."""
+    p.add_argument("--bearer-token-file", type=Path)
+    p.add_argument("--basic-auth-user")
+    p.add_argument("--basic-auth-password-file", type=Path)
+    p.add_argument("--ca-file", type=Path, help="CA bundle to verify the server")
+    p.add_argument("--insecure-skip-verify", action="store_true")
+    p.add_argument("--cert-file", type=Path, help="client certificate (mTLS)")
+    p.add_argument("--key-file", type=Path)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     lab = sub.add_parser("lab", help="run the CoreDNS lab: real servers, traffic, labelled faults")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
@@ -51,13 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="series selector (matchers) of the CoreDNS targets",
     )
     col.add_argument("--labels", type=Path, help="label file (CSV) to attach")
-    col.add_argument("--bearer-token-file", type=Path)
-    col.add_argument("--basic-auth-user")
-    col.add_argument("--basic-auth-password-file", type=Path)
-    col.add_argument("--ca-file", type=Path, help="CA bundle to verify the server")
-    col.add_argument("--insecure-skip-verify", action="store_true")
-    col.add_argument("--cert-file", type=Path, help="client certificate (mTLS)")
-    col.add_argument("--key-file", type=Path)
+    add_prometheus_auth_flags(col)
     col.set_defaults(handler=_collect)
 
     tr = sub.add_parser("train", help="train the three models, evaluate, export the best bundle")
@@ -132,13 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--selector", default='{job=~".*coredns.*"}', help="with --prometheus: series selector"
     )
     fit.add_argument("--collect-out", type=Path, help="with --prometheus: also keep the dataset")
-    fit.add_argument("--bearer-token-file", type=Path)
-    fit.add_argument("--basic-auth-user")
-    fit.add_argument("--basic-auth-password-file", type=Path)
-    fit.add_argument("--ca-file", type=Path, help="CA bundle to verify the server")
-    fit.add_argument("--insecure-skip-verify", action="store_true")
-    fit.add_argument("--cert-file", type=Path, help="client certificate (mTLS)")
-    fit.add_argument("--key-file", type=Path)
+    add_prometheus_auth_flags(fit)
     fit.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     fit.add_argument("--report", type=Path, help="directory for fit-report.md/.json and PNGs")
     fit.add_argument(
