@@ -32,6 +32,27 @@ from .features import FEATURES
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution x this = its standard deviation
 
+
+def column_medians(X: np.ndarray) -> np.ndarray:
+    """np.nanmedian(X, axis=0), NaN for an all-NaN column, without its cost.
+
+    Every instance refreshes its baseline each step while it learns, and numpy's nanmedian on
+    a small array goes through masked arrays: it was 40% of a 50-target step (profiled in
+    bench/hostile_targets.py). One sort (NaN sorts last) and two gathers give the same values.
+    """
+    X = np.asarray(X, float)
+    if X.shape[0] == 0:
+        return np.full(X.shape[1], np.nan)
+    S = np.sort(X, axis=0)
+    n = X.shape[0] - np.isnan(X).sum(axis=0)
+    cols = np.arange(X.shape[1])
+    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
+    with np.errstate(invalid="ignore"):
+        med = (S[lo, cols] + S[hi, cols]) / 2
+    med[n == 0] = np.nan
+    return med
+
+
 # Spread floors by feature unit: (absolute, relative to |median|). One table, every feature.
 SPREAD_FLOORS: dict[str, tuple[float, float]] = {
     "ratio": (0.01, 0.0),  # one percentage point
@@ -216,13 +237,8 @@ class InstanceBaseline:
     def refresh(self) -> None:
         self._since_refresh = 0
         kept = self.rows[: self.n_rows]
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: missing
-                loc = np.nanmedian(kept, axis=0)
-                mad = np.nanmedian(np.abs(kept - loc), axis=0)
+        loc = column_medians(kept)  # an all-NaN column (a missing feature) stays NaN
+        mad = column_medians(np.abs(kept - loc))
         floor = np.maximum(self._floor_abs, self._floor_rel * np.abs(np.nan_to_num(loc)))
         spread = np.where(np.isfinite(mad), np.maximum(MAD_TO_SIGMA * mad, floor), floor)
         self.loc, self.spread = loc, spread
@@ -233,11 +249,7 @@ class InstanceBaseline:
         self._since_locate = 0
         if not self.recent:
             return
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            recent = np.nanmedian(np.stack([r for _, r in self.recent]), axis=0)
+        recent = column_medians(np.stack([r for _, r in self.recent]))
         self.loc = np.where(np.isfinite(recent), recent, self.loc)
 
     def normalize(self, X: np.ndarray) -> np.ndarray:

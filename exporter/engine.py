@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backoff import REASON as BACKOFF
 from .baseline import BaselineSpec, InstanceBaseline
 from .bundle import Bundle, window_ok
 from .features import FEATURE_NAMES, FEATURES, NEEDED_NAMES, Evidence, FeatureState
@@ -216,7 +217,8 @@ class Engine:
                 self.parse_log(logging.WARNING, ob.instance, "%s: page does not parse: %s", ob.instance, ob.message)  # fmt: skip
         if page is None:
             st.up = False
-            st.errors[reason or "unknown"] += 1
+            if reason != BACKOFF:  # a step sat out is no scrape, so no error
+                st.errors[reason or "unknown"] += 1
             st.push(np.full(N_FEATURES, np.nan))  # a missing step; rates resume over the gap
             return
         st.up = True

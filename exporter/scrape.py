@@ -62,6 +62,7 @@ class Fetched:
     text: str | None = None
     reason: str = ""  # set when text is None
     message: str = ""
+    waited: bool = True  # False for a once-late target the step did not wait for
 
 
 @dataclass(frozen=True)
@@ -210,17 +211,20 @@ class Scraper:
 
     # -- the step ------------------------------------------------------------------------
     def fetch_all(
-        self, targets: list[Target], stop: threading.Event | None = None
-    ) -> list[Fetched] | None:
+        self, targets: list[Target], stop: threading.Event | None = None,
+        fleet: set[str] | None = None,
+    ) -> list[Fetched] | None:  # fmt: skip
         """Scrape every target concurrently; return within the timeout whatever happens.
 
         A scrape still running at the deadline is a timeout: its sockets are shut down and its
         thread's late result is discarded. Returns None if `stop` was set meanwhile (SIGTERM):
-        the step is abandoned rather than recorded as a fleet-wide outage.
+        the step is abandoned rather than recorded as a fleet-wide outage. `fleet`: every
+        instance still listed, when `targets` are only those due this step (a target sitting
+        a step out keeps what is known of it).
         """
         t0, w0 = time.time(), time.perf_counter()
         with self._late_lock:
-            listed = {t.instance for t in targets}
+            listed = fleet if fleet is not None else {t.instance for t in targets}
             for name in self.late.keys() - listed:
                 del self.late[name]
             late = set(self.late)
@@ -268,7 +272,12 @@ class Scraper:
                 d.expire()  # wakes the thread wherever it is blocked
                 self._settle(t.instance, late=True)
                 message = f"no complete answer within {self.timeout:g}s (connect, headers, redirects, body)"  # fmt: skip
-            out.append(Fetched(t, t0, time.perf_counter() - w0, reason="timeout", message=message))
+            out.append(
+                Fetched(
+                    t, t0, time.perf_counter() - w0, reason="timeout", message=message,
+                    waited=t.instance not in late,
+                )
+            )  # fmt: skip
         return None if stop is not None and stop.is_set() else out
 
     def fetch(self, target: Target) -> Fetched:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backoff import REASON as BACKOFF
+from .backoff import Backoff
 from .bundle import Bundle, BundleError, load_bundle
 from .collector import Snapshot, build_snapshot
 from .engine import Engine, Observation
@@ -93,6 +95,8 @@ class Exporter:
         self.step_hooks: list[Callable[[], None]] = []
         self.reload_requested = threading.Event()
         self._absent_since: dict[str, float] = {}
+        self.backoff = Backoff()  # failing targets are scraped less often (backoff.py)
+        self._scraped: set[str] = set()  # instances scraped this step (the backoff's outcomes)
         self._state_saved_at = time.monotonic()
         self._state_warned = False
         self.load_state()
@@ -123,9 +127,21 @@ class Exporter:
         """This step's observations; None if `stop` was set while scraping (shutting down)."""
         obs: list[Observation] = []
         if self.scraper and self.source:
-            fetched = self.scraper.fetch_all(self.source.targets(), stop)
+            targets = self.source.targets()
+            fleet = {t.instance for t in targets}
+            self.backoff.forget(fleet)
+            due = [t for t in targets if self.backoff.due(t.instance)]
+            fetched = self.scraper.fetch_all(due, stop, fleet)
             if fetched is None:
                 return None
+            # A once-late target the step did not wait for proves itself in the scraper
+            # (RELEASE_STEPS), so its steps feed the backoff only once it is waited for again.
+            self._scraped = {f.target.instance for f in fetched if f.waited}
+            now = time.time()
+            for t in targets:
+                if t not in due:
+                    why = self.backoff.why(t.instance)
+                    obs.append(Observation(t.instance, now, reason=BACKOFF, message=why))
             for f in fetched:
                 obs.append(
                     Observation(
@@ -259,13 +275,19 @@ class Exporter:
             self.last_step_seconds = time.perf_counter() - t0
             self.snapshot = build_snapshot(self.engine)
             self.last_step_end = time.monotonic()
+        if self.scraper:
+            states = self.engine.states
+            for o in obs:
+                if o.instance in self._scraped and o.instance in states:
+                    up = states[o.instance].up
+                    self.backoff.record(o.instance, up, o.reason or "parse", self.step_seconds)
         for hook in self.step_hooks:
             hook()
         if time.monotonic() - self._state_saved_at >= STATE_SAVE_SECONDS:
             self.save_state()
         for o in obs:
             # parse errors are logged by the engine, which sees them
-            if o.reason and o.reason != "parse" and o.message:
+            if o.reason and o.reason not in ("parse", BACKOFF) and o.message:
                 self.scrape_log(
                     logging.WARNING, o.instance, "%s: scrape failed (%s): %s",
                     o.instance, o.reason, o.message,

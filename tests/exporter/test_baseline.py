@@ -16,6 +16,7 @@ from coredns_anomaly.exporter.baseline import (
     BaselineSpec,
     BaselineSpecError,
     InstanceBaseline,
+    column_medians,
     default_floors,
     replay,
 )
@@ -175,3 +176,19 @@ def test_the_location_follows_a_drifting_level_the_spread_remembers_it():
     assert b.loc[j] == pytest.approx(X[-60:, j].mean(), abs=0.05)  # the last two minutes
     assert np.nanmedian(b.rows[: b.n_rows, j]) < b.loc[j] - 0.2  # the reservoir lags behind
     assert b.spread[j] > 0.1  # the drift widens the spread: slow creep is normal here
+
+
+def test_column_medians_equal_numpy_nanmedian_with_missing_values():
+    """The fast median the baseline refreshes with gives numpy's nanmedian, NaN columns too."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, cols = int(rng.integers(1, 60)), int(rng.integers(1, 8))
+        X = rng.normal(size=(rows, cols))
+        X[rng.random((rows, cols)) < rng.random()] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = np.nanmedian(X, axis=0)
+        np.testing.assert_allclose(column_medians(X), want, equal_nan=True)
+    assert np.isnan(column_medians(np.full((3, 2), np.nan))).all()

@@ -94,11 +94,14 @@ def test_sick_targets_are_down_counted_and_unscored_beside_a_healthy_one(fleet, 
     assert value(m, "coredns_anomaly", instance=inst["healthy"]) == 0.0
     for kind, (how, reason) in SICK.items():
         i = inst[kind]
+        # Failed twice in a row, a sick target sits the third step out (backoff.py); a slow one
+        # is instead not waited for (scrape.py) and counted each step.
+        scraped = steps if reason == "timeout" else 2
         assert value(m, "coredns_anomaly_target_up", instance=i) == 0.0, how
         assert (
-            value(m, "coredns_anomaly_target_errors_total", instance=i, reason=reason) == steps
+            value(m, "coredns_anomaly_target_errors_total", instance=i, reason=reason) == scraped
         ), f"{kind} ({how}): errors {x.engine.states[i].errors}"
-        assert sum(x.engine.states[i].errors.values()) == steps, f"{kind}: one reason per step"
+        assert sum(x.engine.states[i].errors.values()) == scraped, f"{kind}: one per scrape"
         for name in ("coredns_anomaly", "coredns_anomaly_score", "coredns_anomaly_type"):
             assert value(m, name, instance=i) is None, f"{kind}: {name} must be absent"
         assert value(m, "coredns_anomaly_window_fill_ratio", instance=i) == 0.0
