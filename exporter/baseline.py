@@ -215,7 +215,8 @@ class InstanceBaseline:
                 return
         else:
             self.flagged_since = None
-        self.recent.append((ts, np.asarray(row, float)))
+        # A copy: the engine passes a view of its window, which the next step overwrites.
+        self.recent.append((ts, np.array(row, float)))
         while self.recent and ts - self.recent[0][0] > self.spec.location_seconds + 1e-6:
             self.recent.popleft()
         self._since_locate += 1

@@ -118,6 +118,27 @@ def test_replay_is_the_online_baseline_step_by_step():
         b.observe(X[t], times[t], flagged[t])
 
 
+def test_rows_offered_from_a_reused_buffer_are_kept_as_they_were():
+    """The engine offers `st.rows[-1]`, a view of its window that the next step overwrites.
+
+    The baseline kept that view for its 2-minute location, so in the exporter (not in
+    training's replay) the location was only ever the last learned row: on env-soak that one
+    noisy row, frozen while the instance was flagged, caused most of the false alarms.
+    """
+    spec = BaselineSpec(warmup_seconds=120, min_rows=5)
+    rng = np.random.default_rng(5)
+    X, times = _rows(200, rng), 1000 + 2.0 * np.arange(200)
+    flagged = np.zeros(200, bool)
+    r = replay(X, times, flagged, spec)
+    b = InstanceBaseline(spec, F)
+    window = np.full((8, F), np.nan)
+    for t in range(200):
+        np.testing.assert_array_equal(r.loc[t], b.loc, err_msg=f"step {t}")
+        window[:-1] = window[1:]  # as TargetState.push shifts its window in place
+        window[-1] = X[t]
+        b.observe(window[-1], times[t], flagged[t])
+
+
 def test_training_windows_are_what_the_exporter_feeds_the_model():
     spec = BaselineSpec(warmup_seconds=120, min_rows=5)
     rng = np.random.default_rng(5)
