@@ -94,6 +94,16 @@ PRESETS = {
         gap=(600.0, 1000.0), duration=(40.0, 70.0), benign_probability=1.0,
         description="mostly healthy: 6 instances at 5-400 lookups/s, a fault per ~15 min each",
     ),
+    # Recorded after learn_below / relearn were chosen on env-soak: the soak no choice saw.
+    # Another release, a rewrite rule, a shorter search path, other types, other rates.
+    "env-soak2": Preset(
+        instances=6, step=2.0, seed=3107, base_rates=(8.0, 20.0, 50.0, 120.0, 300.0, 600.0),
+        classes=FAULT_CLASSES, episodes_per_class=1, warmup=ENV_WARMUP,
+        gap=(600.0, 1000.0), duration=(40.0, 70.0), benign_probability=1.0,
+        release=SECOND_RELEASE, rewrite=True, mix=QueryMix(aaaa_share=0.5, search=2, other_share=0.03),
+        description="mostly healthy, held out of every choice: 6 instances at 8-600 lookups/s, "
+        "older release, a rewrite rule, half A-only clients, 2 search domains, 3% SRV/PTR/TXT",
+    ),
 }  # fmt: skip
 
 
