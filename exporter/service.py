@@ -131,6 +131,7 @@ class Exporter:
             fleet = {t.instance for t in targets}
             self.backoff.forget(fleet)
             due = [t for t in targets if self.backoff.due(t.instance)]
+            due_names = {t.instance for t in due}
             fetched = self.scraper.fetch_all(due, stop, fleet)
             if fetched is None:
                 return None
@@ -139,7 +140,7 @@ class Exporter:
             self._scraped = {f.target.instance for f in fetched if f.waited}
             now = time.time()
             for t in targets:
-                if t not in due:
+                if t.instance not in due_names:
                     why = self.backoff.why(t.instance)
                     obs.append(Observation(t.instance, now, reason=BACKOFF, message=why))
             for f in fetched:
