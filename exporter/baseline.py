@@ -3,7 +3,8 @@
 A cluster's CoreDNS differs from the lab's in traffic level, query mix, plugin chain and release.
 One scaler fitted on lab traffic reads every such difference as an anomaly, so the model never
 sees raw features: per instance, every feature is centred on that instance's own recent median
-and divided by its own robust spread (1.4826 x MAD), floored per feature so that a feature that
+and divided by its own robust spread (1.4826 x MAD, over half an hour and, at least, over the
+last minutes), floored per feature so that a feature that
 is near-constant in healthy traffic (SERVFAIL share 0, panics 0) cannot explode when it twitches.
 
 The baseline is learned online. The spread comes from a reservoir of the instance's rows over
@@ -12,7 +13,8 @@ most `capacity` rows); the location from every row of the last `location_seconds
 level that drifts (a cache filling after a restart, memory kept after a burst) is followed within
 minutes instead of being read as an anomaly for half an hour. Rows the detector flags as anomalous are not
 added, so an incident is not learned as normal; if an instance stays flagged for longer than
-`relearn_seconds` the change is taken as its new normal and learning resumes. Until the reservoir
+`relearn_seconds` the change is taken as its new normal: a new baseline learns it from
+scratch, and replaces the old one (which judges meanwhile) once it is warm. Until the reservoir
 spans `warmup_seconds` (and holds `min_rows` rows) the instance is *learning*: its score is
 exported for inspection, but it never raises an anomaly.
 
@@ -108,6 +110,9 @@ class BaselineSpec:
     relearn_seconds: float = 600.0
     clip: float = 10.0
     learn_below: float = 0.7  # the exporter learns a step only if its score is below this
+    # The spread is at least the location window's robust spread (once it holds min_rows
+    # rows); bundles written before this field existed did without (from_dict: False).
+    recent_spread: bool = True
     floor_abs: tuple[float, ...] = field(default_factory=lambda: default_floors()[0])
     floor_rel: tuple[float, ...] = field(default_factory=lambda: default_floors()[1])
 
@@ -148,6 +153,7 @@ class BaselineSpec:
                 relearn_seconds=float(d["relearn_seconds"]),
                 clip=float(d["clip"]),
                 learn_below=float(d.get("learn_below", 1.0)),
+                recent_spread=_flag(d.get("recent_spread", False)),
                 floor_abs=tuple(float(x) for x in d["floor_abs"]),
                 floor_rel=tuple(float(x) for x in d["floor_rel"]),
             )
@@ -186,7 +192,10 @@ class InstanceBaseline:
         self.count = 0  # rows ever added (the reservoir is a ring)
         self.first_ts: float | None = None
         self.last_added_ts = -math.inf
-        self.flagged_since: float | None = None
+        self.flagged_since: float | None = None  # start of the current flagged stretch
+        self.clear_since: float | None = None  # start of the unflagged run inside it
+        self.relearns = 0  # times a lasting change was taken as the new normal
+        self.shadow: InstanceBaseline | None = None  # the new normal, while it warms up
         self._since_refresh = 0
         self.recent: deque[tuple[float, np.ndarray]] = deque()  # (ts, row) of location_seconds
         self._since_locate = 0
@@ -194,6 +203,7 @@ class InstanceBaseline:
         self._floor_rel = np.asarray(spec.floor_rel, float)
         self.loc = np.full(n_features, np.nan)
         self.spread = self._floor_abs.copy()
+        self._res_spread = self.spread
 
     @property
     def n_rows(self) -> int:
@@ -205,16 +215,48 @@ class InstanceBaseline:
             return False
         return self.last_added_ts - self.first_ts >= self.spec.warmup_seconds - 1e-6
 
-    def observe(self, row: np.ndarray, ts: float, flagged: bool = False) -> None:
-        """Offer the row of the step ending at ts; flagged rows (anomalous) are kept out."""
+    def observe(
+        self, row: np.ndarray, ts: float, flagged: bool = False, alarmed: bool | None = None
+    ) -> None:
+        """Offer the row of the step ending at ts; flagged rows (near or above the threshold)
+        are kept out, so an incident is not learned as normal.
+
+        `alarmed` (the exporter's debounced alarm) runs the relearn clock. An alarmed stretch
+        ends only after `location_seconds` without an alarm: a new regime that scores around
+        the threshold (a cache left full by a flood) dips below it now and then, and those
+        dips must not restart its clock. Training's replay passes no `alarmed`: its `flagged`
+        are the labels, and a perfect detector's stretch is the labelled episode itself.
+
+        Once the stretch has lasted `relearn_seconds` it is taken as the new normal
+        (`relearn`): a new baseline learns it from scratch beside the old one, which keeps
+        judging (and alarming) until the new one is warm and replaces it. Only adding the new
+        rows to the old reservoir would leave the old regime's spread (near-zero evictions,
+        say) on the new level for half an hour.
+        """
         if np.isnan(row).all():
             return  # a missing step teaches nothing
-        if flagged and self.warm():
-            self.flagged_since = ts if self.flagged_since is None else self.flagged_since
-            if ts - self.flagged_since < self.spec.relearn_seconds:
+        if self.shadow is not None:
+            self.shadow.observe(row, ts)  # learning: takes every row
+            if self.shadow.warm():
+                self._adopt(self.shadow)
+            return
+        hold = 0.0 if alarmed is None else self.spec.location_seconds
+        alarmed = flagged if alarmed is None else alarmed
+        if self.warm():
+            if alarmed:
+                self.clear_since = None
+                self.flagged_since = ts if self.flagged_since is None else self.flagged_since
+            elif self.flagged_since is not None:
+                self.clear_since = ts if self.clear_since is None else self.clear_since
+                if ts - self.clear_since >= hold - 1e-6:
+                    self.flagged_since = self.clear_since = None
+            if (
+                self.flagged_since is not None
+                and ts - self.flagged_since >= self.spec.relearn_seconds - 1e-6
+            ):
+                self.relearn()
+            elif flagged:
                 return
-        else:
-            self.flagged_since = None
         # A copy: the engine passes a view of its window, which the next step overwrites.
         self.recent.append((ts, np.array(row, float)))
         while self.recent and ts - self.recent[0][0] > self.spec.location_seconds + 1e-6:
@@ -235,6 +277,24 @@ class InstanceBaseline:
         if self._since_refresh >= self.spec.refresh_rows or not self.warm():
             self.refresh()
 
+    def relearn(self) -> None:
+        """Start learning the current regime as the new normal, beside the old baseline.
+
+        The old one keeps judging meanwhile: going blind for a warm-up (as a fresh instance
+        is) would miss a fault that starts in it, and the alarm that triggered the relearn
+        simply lasts until the new baseline replaces the old (`_adopt`).
+        """
+        self.shadow = InstanceBaseline(self.spec, self.rows.shape[1])
+        self.flagged_since = self.clear_since = None
+        self.relearns += 1
+
+    def _adopt(self, new: InstanceBaseline) -> None:
+        self.rows, self.count, self.first_ts = new.rows, new.count, new.first_ts
+        self.last_added_ts, self.recent = new.last_added_ts, new.recent
+        self.loc, self.spread, self._res_spread = new.loc, new.spread, new._res_spread
+        self._since_refresh = self._since_locate = 0
+        self.shadow = None
+
     def refresh(self) -> None:
         self._since_refresh = 0
         kept = self.rows[: self.n_rows]
@@ -243,6 +303,7 @@ class InstanceBaseline:
         floor = np.maximum(self._floor_abs, self._floor_rel * np.abs(np.nan_to_num(loc)))
         spread = np.where(np.isfinite(mad), np.maximum(MAD_TO_SIGMA * mad, floor), floor)
         self.loc, self.spread = loc, spread
+        self._res_spread = spread
         self.locate()
 
     def locate(self) -> None:
@@ -250,8 +311,15 @@ class InstanceBaseline:
         self._since_locate = 0
         if not self.recent:
             return
-        recent = column_medians(np.stack([r for _, r in self.recent]))
+        R = np.stack([r for _, r in self.recent])
+        recent = column_medians(R)
         self.loc = np.where(np.isfinite(recent), recent, self.loc)
+        if self.spec.recent_spread and len(R) >= self.spec.min_rows:
+            # After a level shift most of the reservoir still holds the old level: its MAD
+            # can be ~0 (no evictions before a flood filled the cache) while the new level
+            # is noisy. The spread is never below the location window's own.
+            rmad = MAD_TO_SIGMA * column_medians(np.abs(R - recent))
+            self.spread = np.fmax(self._res_spread, np.nan_to_num(rmad, nan=0.0))
 
     def normalize(self, X: np.ndarray) -> np.ndarray:
         """Model input for rows of this instance: z against its own normal, clipped, NaN -> 0."""
@@ -287,6 +355,12 @@ class InstanceBaseline:
         if b.n_rows:
             b.refresh()
         return b
+
+
+def _flag(v: object) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"a flag must be true or false, not {v!r}")
+    return v
 
 
 def _row_state(r: np.ndarray) -> list[float | None]:

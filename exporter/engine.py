@@ -188,7 +188,14 @@ class Engine:
         flagged = st.verdict is not None and (
             st.verdict.score >= self.bundle.baseline.learn_below or st.alarm
         )
-        st.baseline.observe(st.rows[-1], ts, flagged)
+        relearns = st.baseline.relearns
+        st.baseline.observe(st.rows[-1], ts, flagged, alarmed=st.alarm)
+        if st.baseline.relearns != relearns:
+            log.warning(
+                "%s: anomalous for %.0f s: taking it as the new normal, learnt over the next "
+                "%.0f s (the old normal judges meanwhile)", instance,
+                self.bundle.baseline.relearn_seconds, self.bundle.baseline.warmup_seconds,
+            )  # fmt: skip
         if was_learning and not st.learning and not st.learning_logged:
             st.learning_logged = True
             log.info("%s: baseline learned; alarms enabled", instance)

@@ -80,6 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="label file from the webhook (repeatable)",
     )
     tr.add_argument(
+        "--threshold-rule",
+        help="the exported model's decision rule instead of the validation-tuned one, e.g. "
+        "latent_min_known_anomaly (the proposal's: the smallest latent distance among known "
+        "anomalous windows); the report lists every rule with its figures",
+    )
+    tr.add_argument(
         "--no-weak-labels",
         action="store_true",
         help="ignore weak labels (alerts of existing rules) in the label files",
@@ -257,7 +263,7 @@ def _train(args: argparse.Namespace) -> int:
     from coredns_anomaly.cli import UsageError
 
     from .dataset import DatasetError
-    from .pipeline import run
+    from .pipeline import OptionError, run
 
     held = tuple(c for c in args.held_out.split(",") if c)
     try:
@@ -267,8 +273,9 @@ def _train(args: argparse.Namespace) -> int:
             progress=lambda m: log.info("train: %s", m), quick=args.quick,
             val_novel=tuple(c for c in args.val_novel.split(",") if c),
             include_weak=not args.no_weak_labels, export_kind=args.export_kind,
+            threshold_rule=args.threshold_rule,
         )  # fmt: skip
-    except (DatasetError, FileNotFoundError) as exc:
+    except (DatasetError, FileNotFoundError, OptionError) as exc:
         raise UsageError(str(exc)) from exc
     return 0
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..webhook.labels import FALSE_ALARM, label_rank
+
 FORMAT_VERSION = 1
 SAMPLE_COLUMNS = ("timestamp", "instance", "name", "labels", "value")
 LABEL_COLUMNS = ("instance", "class", "start", "end", "intensity", "anomaly", "params", "source")
@@ -89,15 +91,26 @@ class Dataset:
             )
             yield str(inst), wide.sort_index()
 
+    def ranked_labels(self, instance: str) -> pd.DataFrame:
+        """This instance's labels that say something of its steps, lowest precedence first
+        (webhook.labels.label_rank): applied in this order, the stronger one wins."""
+        lab = self.labels[self.labels["instance"].isin([instance, "*"])]
+        rank = [
+            label_rank(src, bool(a), cls)
+            for src, a, cls in zip(lab["source"], lab["anomaly"], lab["class"], strict=True)
+        ]
+        lab = lab.assign(_rank=rank)
+        return lab[lab["_rank"] > 0].sort_values("_rank", kind="stable")
+
     def label_at(self, instance: str, times: np.ndarray) -> np.ndarray:
-        """Anomaly class per scrape time ('normal' where no episode overlaps the step)."""
+        """Anomaly class per scrape time ('normal' where no episode overlaps the step, or where
+        an engineer's false-alarm verdict overrides a weak label)."""
         out = np.full(len(times), NORMAL, dtype=object)
-        a = self.anomalies()
-        for inst, cls, start, end in zip(
-            a["instance"], a["class"], a["start"], a["end"], strict=True
+        lab = self.ranked_labels(instance)
+        for cls, start, end, anomaly in zip(
+            lab["class"], lab["start"], lab["end"], lab["anomaly"], strict=True
         ):
-            if inst in (instance, "*"):
-                out[overlapping(times, start, end, self.step)] = cls
+            out[overlapping(times, start, end, self.step)] = cls if anomaly else NORMAL
         return out
 
 
@@ -233,16 +246,11 @@ def label_sources_at(ds: Dataset, instance: str, times: np.ndarray) -> np.ndarra
     """Per time: the source of the anomalous label covering it (lab, verified, weak), or
     'false_alarm' inside a range an engineer marked as a false alarm, else ''."""
     out = np.full(len(times), "", dtype=object)
-    lab = ds.labels
-    mine = lab[(lab["instance"] == instance) | (lab["instance"] == "*")]
-    for cls, start, end, anomaly, source in zip(
-        mine["class"], mine["start"], mine["end"], mine["anomaly"], mine["source"], strict=True
+    mine = ds.ranked_labels(instance)
+    for start, end, anomaly, source in zip(
+        mine["start"], mine["end"], mine["anomaly"], mine["source"], strict=True
     ):
-        inside = overlapping(times, start, end, ds.step)
-        if anomaly:
-            out[inside] = source
-        elif cls == "false_alarm":
-            out[inside] = "false_alarm"
+        out[overlapping(times, start, end, ds.step)] = source if anomaly else FALSE_ALARM
     return out
 
 

@@ -297,9 +297,15 @@ class AnomalyDetector:
             h = self._main.fit(
                 normal,
                 normal,
+                # windows engineers judged false alarms are normal it must learn to rebuild
+                sample_weight=_per_step(hard_negative_weights(tr.sources[tr.pure]), normal),
                 epochs=epochs,
                 batch_size=batch,
-                validation_data=(vnorm, vnorm),
+                validation_data=(
+                    vnorm,
+                    vnorm,
+                    _per_step(hard_negative_weights(va.sources[va.pure]), vnorm),
+                ),
                 callbacks=cb,
                 verbose=verbose,
             )
@@ -353,11 +359,12 @@ class AnomalyDetector:
         }
         # Every decision rule is reported; the one with the best validation F1 is used.
         rules: dict[str, tuple[str, float]] = {}
+        hard = hard_negative_weights(va.sources)
         if self.kind == "autoencoder":
             for mode in ("reconstruction", "mse", "latent"):
                 rules[f"{mode}_val_f1"] = (
                     mode,
-                    best_f1_threshold(self.raw_scores(mode, va.X), va.y),
+                    best_f1_threshold(self.raw_scores(mode, va.X), va.y, hard),
                 )
             if (~normal).any():
                 # The proposal's rule: the smallest latent distance among known anomalous
@@ -366,7 +373,7 @@ class AnomalyDetector:
                 rules["latent_min_known_anomaly"] = ("latent", float(np.log1p(d[~normal].min())))
         else:
             mode = self.ae_score
-            rules["val_f1"] = (mode, best_f1_threshold(self.raw_scores(mode, va.X), va.y))
+            rules["val_f1"] = (mode, best_f1_threshold(self.raw_scores(mode, va.X), va.y, hard))
             # The proposal's own rules: nearer centroid (siamese), p >= 0.5 (classifier).
             rules["nearer_centroid" if self.kind == "siamese" else "p_half"] = (mode, 0.5)
         from .evaluate import f1_at
@@ -429,13 +436,23 @@ def type_profile(X: np.ndarray) -> np.ndarray:
 HARD_NEGATIVE_WEIGHT = 10.0
 
 
+def hard_negative_weights(sources: np.ndarray) -> np.ndarray:
+    """HARD_NEGATIVE_WEIGHT for windows engineers marked as false alarms, else 1."""
+    return np.where(sources == "false_alarm", HARD_NEGATIVE_WEIGHT, 1.0).astype(np.float32)
+
+
+def _per_step(weights: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """(N,) window weights as the (N, W) a sequence loss (mse over features) is weighted by."""
+    return np.repeat(weights[:, None], X.shape[1], axis=1)
+
+
 def sample_weights(w: Windows) -> np.ndarray:
     """Balance the classes, and weigh windows engineers marked as false alarms as hard
     negatives, so a labelled false alarm moves the model (the proposal's retraining loop)."""
     pos = max(1.0, float(w.y.sum()))
     neg = max(1.0, float(len(w) - pos))
     wt = np.where(w.y > 0, neg / pos, 1.0)
-    return (wt * np.where(w.sources == "false_alarm", HARD_NEGATIVE_WEIGHT, 1.0)).astype(np.float32)
+    return (wt * hard_negative_weights(w.sources)).astype(np.float32)
 
 
 def _pairs(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..exporter.baseline import BaselineSpec, replay
-from .series import NORMAL, Series, attach_baseline, episodes
+from .series import Series, attach_baseline, episodes, kept_out_of_baseline
 
 SHORTEST_LAB_EPISODE_S = 30.0
 Z_CLIP = 50.0  # a lab z beyond this says "very far"; more adds nothing but overflow
@@ -44,7 +44,7 @@ class Signature:
 def _replay_of(s: Series, spec: BaselineSpec):
     rep = getattr(s, "baseline", None)
     if rep is None:
-        rep = replay(s.X, s.times, s.labels != NORMAL, spec)
+        rep = replay(s.X, s.times, kept_out_of_baseline(s), spec)
     return rep
 
 

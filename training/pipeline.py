@@ -47,6 +47,10 @@ SEARCH = {"window": (8, 16, 32), "filters": (16, 32)}
 QUICK_SEARCH = {"window": (16,), "filters": (16,)}  # smoke runs and tests
 
 
+class OptionError(ValueError):
+    """A `train` option that cannot be honoured; the message names it and the choices."""
+
+
 @dataclass
 class Candidate:
     kind: str
@@ -343,6 +347,14 @@ def unseen_class_recall(
     """
     trained = [c for c in cand.val["per_class"] if c not in judge.val_novel]
     out, cand.unseen = {}, {}
+    if cand.kind != "autoencoder" and len(trained) < 2:
+        # Labels of one class only (say, the weak labels of one existing rule): without it a
+        # supervised model has no anomaly to learn from, so the check cannot be made.
+        progress(
+            f"  unseen-class check {cand.kind}: skipped, it was trained on "
+            f"{len(trained)} anomaly class(es) ({', '.join(trained) or 'none'}) and needs 2"
+        )
+        return out
     for n, cls in enumerate(trained, 1):
         det = cand.detector
         if cand.kind != "autoencoder":
@@ -534,12 +546,16 @@ def run(
     val_novel: tuple[str, ...] = VAL_NOVEL_DEFAULT,
     include_weak: bool = True,
     export_kind: str | None = None,
+    threshold_rule: str | None = None,
 ) -> dict[str, Any]:
     """The whole pipeline. `export_kind` exports the best configuration of that kind instead of
     the best of all on validation (every kind is still trained, scored and reported): the
     unsupervised autoencoder learns only what healthy traffic looks like, which is what must
-    carry over to a cluster none of the data came from."""
+    carry over to a cluster none of the data came from. `threshold_rule` names the exported
+    model's decision rule instead of the validation-tuned one (THRESHOLD_RULES)."""
     t_start = time.monotonic()
+    if threshold_rule is not None:
+        export_kind = check_threshold_rule(threshold_rule, export_kind, progress)
     series, loaded = load_series(datasets, label_files or [], include_weak)
     split = time_split(series)
     progress(
@@ -560,13 +576,16 @@ def run(
     )
     best = max(best_per_kind.values(), key=lambda c: c.rank)
     if export_kind is not None and export_kind not in best_per_kind:
-        raise ValueError(f"--export-kind {export_kind!r}: one of {', '.join(best_per_kind)}")
+        raise OptionError(f"--export-kind {export_kind!r}: one of {', '.join(best_per_kind)}")
     chosen = best_per_kind[export_kind] if export_kind else best
     progress(
         f"chosen {'by --export-kind' if export_kind else 'on validation'}: {chosen.kind} "
         f"W={chosen.window} filters={chosen.filters} debounce={chosen.debounce} (best on "
         f"validation: {best.kind})"
     )
+
+    if threshold_rule is not None:
+        use_threshold_rule(chosen, threshold_rule, judge, progress)
 
     results: dict[str, Any] = {
         "models": {}, "baselines": {}, "held_out_classes": list(held_out), "val_novel_classes": list(val_novel),
@@ -663,6 +682,51 @@ def run(
     )
     progress(f"done in {results['train_seconds']:.0f}s; bundle {bundle_out}, report {report_dir}")
     return results
+
+
+# The decision rules `train --threshold-rule` can pick, by model kind (the detector computes
+# and reports all of them; by default the pipeline's validation-tuned one is used).
+THRESHOLD_RULES = {
+    "autoencoder": (
+        "latent_min_known_anomaly", "reconstruction_val_f1", "mse_val_f1", "latent_val_f1",
+    ),
+    "classifier": ("p_half", "val_f1"),
+    "siamese": ("nearer_centroid", "val_f1"),
+}  # fmt: skip
+
+
+def check_threshold_rule(rule: str, export_kind: str | None, progress) -> str:
+    """The kind to export for `rule` (before any training: a typo must not cost the search)."""
+    kinds = [k for k, rules in THRESHOLD_RULES.items() if rule in rules]
+    if not kinds:
+        names = sorted({r for rules in THRESHOLD_RULES.values() for r in rules})
+        raise OptionError(f"--threshold-rule {rule!r}: one of {', '.join(names)}")
+    if export_kind is None:
+        progress(f"--threshold-rule {rule}: exporting the {kinds[0]}")
+        return kinds[0]
+    if export_kind not in kinds:
+        raise OptionError(
+            f"--threshold-rule {rule} is a rule of the {' or '.join(kinds)}, not of the "
+            f"--export-kind {export_kind}"
+        )
+    return export_kind
+
+
+def use_threshold_rule(c: Candidate, rule: str, judge: Judge, progress) -> None:
+    """Make `rule` the candidate's decision, and its validation figures the ones reported."""
+    det = c.detector
+    if rule not in det.threshold_rules:
+        raise OptionError(
+            f"--threshold-rule {rule}: not computed for this data (the latent rule needs "
+            "labelled anomalies in the training split: the lab's, or engineers' verdicts)"
+        )
+    r = det.threshold_rules[rule]
+    det.rule, det.threshold, det.ae_score, det._serving = rule, r["threshold"], r["score"], None
+    det.thresholds = {n: x["threshold"] for n, x in det.threshold_rules.items()}
+    c.val = evaluate_predictions(
+        det.predict(judge.val_windows(det)), det.step_seconds or 1.0, c.debounce
+    )
+    progress(f"decision rule by --threshold-rule: {rule} (threshold {r['threshold']:.4g})")
 
 
 def _slim(res: dict[str, Any]) -> dict[str, Any]:

@@ -67,10 +67,18 @@ def default_spec(s: Series) -> BaselineSpec:
     return BaselineSpec.for_step(typical_step(s.times) or 2.0, s.X.shape[1])
 
 
+def kept_out_of_baseline(s: Series) -> np.ndarray:
+    """Steps the exporter would not have learned as normal: anomalies, and the ranges engineers
+    marked as false alarms (the exporter was alarming there, so it kept them out). Learning the
+    false alarms in replay would fold the benign pattern into the baseline, and the model
+    would be taught on inputs the exporter never serves."""
+    return (s.labels != NORMAL) | (s.label_source == "false_alarm")
+
+
 def attach_baseline(s: Series, spec: BaselineSpec | None = None) -> Series:
     """Replay the exporter's per-instance baseline over `s` (labelled steps kept out of it)."""
     spec = spec or default_spec(s)
-    s.baseline = replay(s.X, s.times, s.labels != NORMAL, spec)
+    s.baseline = replay(s.X, s.times, kept_out_of_baseline(s), spec)
     return s
 
 
@@ -219,13 +227,22 @@ class Split:
     test: list[Series]
 
 
-def time_split(series: list[Series], fractions: tuple[float, float] = (0.55, 0.2)) -> Split:
+def time_split(
+    series: list[Series], fractions: tuple[float, float] = (0.55, 0.2), margin: int = 32
+) -> Split:
     """Per series: the first part trains, the next validates, the rest tests (time-ordered).
 
     Each split is its own set of segments, so no window can span two splits, and a boundary
     that falls inside an episode moves to the episode's end: a cut episode leaves the next
     split a stub of a step or two that no debounced detector can alarm on, and counting that
     stub as a missed episode measures the cut, not the model.
+
+    Engineers' labels are the exception. A collected range is labelled where people looked,
+    often in its newest days, and a time cut would keep those verdicts out of the weights. So
+    every run of steps an engineer or an existing rule labelled (verified, false alarm, weak),
+    with the `margin` steps before it that its windows need, is taken out of validation and
+    test: three runs of four train, every fourth validates (grouped by episode, so one episode
+    never feeds both). The test split stays what the lab's ground truth alone measures.
     """
     tr, va, te = [], [], []
     for s in series:
@@ -235,9 +252,55 @@ def time_split(series: list[Series], fractions: tuple[float, float] = (0.55, 0.2
         a = _after_episode(s.labels, int(n * fractions[0]))
         b = _after_episode(s.labels, max(a, int(n * (fractions[0] + fractions[1]))))
         tr.append(s.slice(0, a))
-        va.append(s.slice(a, b))
-        te.append(s.slice(b, n))
+        runs = _user_labelled_runs(s, a, margin)
+        to_val = [r for k, r in enumerate(runs) if k % 4 == 3]
+        tr += [s.slice(x, y) for k, (x, y) in enumerate(runs) if k % 4 != 3]
+        va += [s.slice(x, y) for x, y in _minus(a, b, runs) + _clip(to_val, a, n)]
+        te += [s.slice(x, y) for x, y in _minus(b, n, runs)]
     return Split(tr, va, te)
+
+
+USER_SOURCES = ("verified", "false_alarm", "weak")
+
+
+def _user_labelled_runs(s: Series, start: int, margin: int) -> list[tuple[int, int]]:
+    """[x, y) runs from `start` on that hold user labels, each widened by `margin` steps before
+    it (its windows' history); runs that touch are merged."""
+    user = np.isin(s.label_source[start:], USER_SOURCES)
+    out: list[tuple[int, int]] = []
+    i, n = 0, len(user)
+    while i < n:
+        if not user[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and user[j]:
+            j += 1
+        x, y = max(start + i - margin, start), start + j
+        if out and x <= out[-1][1]:
+            out[-1] = (out[-1][0], y)
+        else:
+            out.append((x, y))
+        i = j
+    return out
+
+
+def _minus(a: int, b: int, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[a, b) without the runs, as contiguous pieces."""
+    out, x = [], a
+    for r0, r1 in runs:
+        if r1 <= x or r0 >= b:
+            continue
+        if r0 > x:
+            out.append((x, r0))
+        x = max(x, r1)
+    if x < b:
+        out.append((x, b))
+    return out
+
+
+def _clip(runs: list[tuple[int, int]], a: int, b: int) -> list[tuple[int, int]]:
+    return [(max(x, a), min(y, b)) for x, y in runs if min(y, b) > max(x, a)]
 
 
 def _after_episode(labels: np.ndarray, i: int) -> int:

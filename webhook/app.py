@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             records = store.label_records(
                 include_weak=args.get("include_weak", "") in ("1", "true", "yes"),
                 own_alertnames=settings.own_alertnames,
+                weak_matchers=settings.weak_matchers,
                 alertname=args.get("alertname", ""),
                 since=since_key(args.get("since", "")),
                 until=since_key(args.get("until", "")),

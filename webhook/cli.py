@@ -82,6 +82,12 @@ _SETTING_FLAGS = (
         str,
         "regex of this project's alert names (never weak labels)",
     ),
+    (
+        "--weak-matchers",
+        "weak_matchers",
+        str,
+        "which other alerts may be weak labels, e.g. 'alertname=~\"CoreDNS.*\"' (the default)",
+    ),
     ("--log-level", "log_level", str, "debug, info, warning or error"),
 )
 
@@ -279,6 +285,7 @@ def _export(args: argparse.Namespace) -> int:
         records = store.label_records(
             include_weak=args.include_weak,
             own_alertnames=settings.own_alertnames,
+            weak_matchers=settings.weak_matchers,
             alertname=args.alertname,
             since=since_key(args.since),
             until=since_key(args.until),

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, MatcherError, parse_matchers
+
 ENV_PREFIX = "COREDNS_ANOMALY_WEBHOOK_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
@@ -66,6 +68,7 @@ class Settings:
     metrics_dir: str = ""
     prometheus_url: str = ""
     own_alertnames: str = r"^CoreDNSAnomaly"
+    weak_matchers: str = DEFAULT_WEAK_MATCHERS
     anomaly_classes: tuple[str, ...] = DEFAULT_CLASSES
     access_log: bool = False
     log_level: str = "info"
@@ -223,6 +226,10 @@ def _validate(s: Settings) -> None:
             re.compile(s.own_alertnames)
         except re.error as exc:
             raise ConfigError(f"own_alertnames is not a valid regular expression: {exc}") from None
+    try:
+        parse_matchers(s.weak_matchers)
+    except MatcherError as exc:
+        raise ConfigError(f"weak_matchers: {exc}") from None
 
 
 def check_private_dir(path: str, what: str = "metrics directory", create: bool = True) -> None:

@@ -43,6 +43,19 @@ COLUMNS = (
 REQUIRED_COLUMNS = ("instance", "start", "end", "verdict", "source")
 VERDICTS = ("anomaly", "false_alarm")
 SOURCES = ("verified", "weak")
+FALSE_ALARM = "false_alarm"  # the class a false-alarm verdict's range gets in a dataset
+
+
+def label_rank(source: str, anomaly: bool, anomaly_class: str = "") -> int:
+    """Which label wins where two cover the same step of one instance (higher wins, 0: not a
+    label of the step at all). An engineer's verified anomaly (or the lab's ground truth) over
+    a false-alarm verdict over a weak label: an alert of some other rule is a guess, and an
+    engineer who looked has the last word. One rule, used wherever labels are merged."""
+    if anomaly:
+        return 1 if source == "weak" else 3
+    return 2 if anomaly_class == FALSE_ALARM else 0
+
+
 # An alert aggregated over instances (e.g. the CoreDNS mixin's CoreDNSErrorsHigh sums "without
 # (instance, ...)") applies to every instance in its time range.
 ALL_INSTANCES = "*"

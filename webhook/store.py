@@ -34,6 +34,7 @@ from typing import Any
 
 from coredns_anomaly.webhook.coop import Offload, native_local_class
 from coredns_anomaly.webhook.labels import ALL_INSTANCES, CLASS_RE, LabelRecord
+from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, match_all, parse_matchers
 from coredns_anomaly.webhook.schema import Alert, Delivery
 from coredns_anomaly.webhook.timefmt import parse_rfc3339, storage_key, utcnow
 
@@ -610,6 +611,7 @@ class AlertStore:
         *,
         include_weak: bool = False,
         own_alertnames: str = r"^CoreDNSAnomaly",
+        weak_matchers: str = DEFAULT_WEAK_MATCHERS,
         alertname: str = "",
         since: str = "",
         until: str = "",
@@ -617,9 +619,14 @@ class AlertStore:
         """Verdicts as label records; with include_weak, also unlabelled alerts of other rules.
 
         Weak labels come from alerts that no engineer has judged, fired by rules that are not
-        ours (``own_alertnames`` regex): the model's own alerts would only teach it itself.
-        An alert still firing ends at the last time it was seen.
+        ours (``own_alertnames`` regex: the model's own alerts would only teach it itself),
+        that ``weak_matchers`` select (default: the CoreDNS mixin's alerts; kube-prometheus'
+        always-firing Watchdog is not about CoreDNS) and that name an ``instance``: an alert
+        aggregated over the fleet cannot say which CoreDNS was anomalous, and labelling every
+        one would teach the model that the healthy ones were not. The alert name is the weak
+        label's class. An alert still firing ends at the last time it was seen.
         """
+        selects = parse_matchers(weak_matchers)
         clauses, params = [], []
         if not include_weak:
             clauses.append("v.verdict IS NOT NULL")
@@ -640,7 +647,11 @@ class AlertStore:
         records = []
         for r in rows:
             occ = _occurrence(r)
-            if occ.verdict is None and own is not None and own.search(occ.alertname):
+            if occ.verdict is None and not (
+                (own is None or not own.search(occ.alertname))
+                and occ.instance
+                and match_all(selects, {**occ.labels, "alertname": occ.alertname})
+            ):
                 continue
             records.append(_label_record(occ))
         return records
@@ -860,11 +871,16 @@ def _label_record(o: Occurrence) -> LabelRecord:
         end=end,
         verdict=o.verdict if verified else "anomaly",
         source="verified" if verified else "weak",
-        anomaly_class=o.verdict_class if verified else "",
+        anomaly_class=o.verdict_class if verified else _weak_class(o.alertname),
         alertname=o.alertname,
         fingerprint=o.fingerprint,
         comment=o.verdict_comment,
     )
+
+
+def _weak_class(alertname: str) -> str:
+    """The alert name as a label class (CLASS_RE's alphabet; any other character becomes _)."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", alertname)[:64] or "anomaly"
 
 
 def since_key(spec: str, now: datetime | None = None) -> str:

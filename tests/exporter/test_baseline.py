@@ -32,9 +32,16 @@ def _rows(n: int, rng: np.random.Generator, level: float = 5.0, noise: float = 0
     return X
 
 
-def _feed(b: InstanceBaseline, X: np.ndarray, step: float, t0: float = 1000.0, flagged=None):
+def _feed(
+    b: InstanceBaseline, X: np.ndarray, step: float, t0: float = 1000.0, flagged=None, alarmed=None
+):
     for i, row in enumerate(X):
-        b.observe(row, t0 + i * step, bool(flagged[i]) if flagged is not None else False)
+        b.observe(
+            row,
+            t0 + i * step,
+            bool(flagged[i]) if flagged is not None else False,
+            None if alarmed is None else bool(alarmed[i]),
+        )
 
 
 def test_every_feature_unit_has_a_floor():
@@ -213,3 +220,69 @@ def test_column_medians_equal_numpy_nanmedian_with_missing_values():
             want = np.nanmedian(X, axis=0)
         np.testing.assert_allclose(column_medians(X), want, equal_nan=True)
     assert np.isnan(column_medians(np.full((3, 2), np.nan))).all()
+
+
+EV = FEATURE_NAMES.index("cache_evictions_rate")
+
+
+@pytest.mark.parametrize("recent_spread", [True, False])
+def test_after_a_level_shift_the_spread_is_the_new_levels(recent_spread):
+    """A flood leaves the cache full: evictions go from exactly 0 to a noisy level. The
+    half-hour reservoir is still mostly zeros (MAD 0, the floor), so without the location
+    window's own spread every step of the new level would read as 10+ sigmas."""
+    spec = BaselineSpec(recent_spread=recent_spread)
+    b = InstanceBaseline(spec, F)
+    rng = np.random.default_rng(4)
+    before = _rows(900, rng)  # 30 min at 2 s
+    before[:, EV] = 0.0
+    _feed(b, before, 2.0)
+    after = _rows(90, rng)  # 3 min of the new regime, learned (not flagged)
+    after[:, EV] = 1.0 + 0.3 * rng.standard_normal(90)
+    _feed(b, after, 2.0, t0=1000 + 900 * 2.0)
+    assert b.loc[EV] == pytest.approx(1.0, abs=0.15)
+    if recent_spread:
+        assert b.spread[EV] == pytest.approx(0.3, rel=0.35)
+    else:
+        assert b.spread[EV] == pytest.approx(spec.floor_abs[EV])
+
+
+def test_an_alarm_that_dips_below_the_threshold_keeps_its_relearn_clock():
+    """A new regime scoring around the threshold flickers; dips shorter than the location
+    window do not restart the clock, so it is relearned after relearn_seconds all the same."""
+    spec = BaselineSpec(warmup_seconds=60, min_rows=5, relearn_seconds=300)
+    b = InstanceBaseline(spec, F)
+    rng = np.random.default_rng(5)
+    _feed(b, _rows(60, rng), 2.0)
+    alarmed = np.tile([True] * 20 + [False] * 5, 10)  # 40 s on, 10 s off, for 500 s
+    _feed(b, _rows(250, rng, level=7.0), 2.0, t0=1120.0, flagged=alarmed, alarmed=alarmed)
+    assert b.relearns == 1
+    # Training's replay passes no `alarmed`: any unflagged step ends the stretch there.
+    c = InstanceBaseline(spec, F)
+    _feed(c, _rows(60, rng), 2.0)
+    _feed(c, _rows(250, rng, level=7.0), 2.0, t0=1120.0, flagged=alarmed)
+    assert c.relearns == 0
+
+
+def test_a_relearn_judges_with_the_old_normal_until_the_new_one_is_warm():
+    spec = BaselineSpec(warmup_seconds=60, min_rows=5, relearn_seconds=100)
+    b = InstanceBaseline(spec, F)
+    rng = np.random.default_rng(6)
+    j = FEATURE_NAMES.index("dns_requests_rate")
+    _feed(b, _rows(60, rng), 2.0)
+    old = b.loc[j]
+    _feed(b, _rows(51, rng, level=8.0), 2.0, t0=1120.0, flagged=[True] * 51)  # 100 s
+    assert b.relearns == 1 and b.shadow is not None
+    _feed(b, _rows(20, rng, level=8.0), 2.0, t0=1222.0, flagged=[True] * 20)  # 40 s of 60
+    assert b.warm() and b.loc[j] == old  # never blind: the old normal still judges
+    _feed(b, _rows(15, rng, level=8.0), 2.0, t0=1262.0, flagged=[True] * 15)
+    assert b.shadow is None and b.warm()
+    assert b.loc[j] == pytest.approx(8.0, abs=0.1)
+
+
+def test_a_bundle_from_before_recent_spread_keeps_its_rule():
+    d = BaselineSpec().to_dict()
+    assert d["recent_spread"] is True
+    del d["recent_spread"]
+    assert BaselineSpec.from_dict(d, F).recent_spread is False
+    with pytest.raises(BaselineSpecError, match="wrong type"):
+        BaselineSpec.from_dict({**d, "recent_spread": "yes"}, F)

@@ -89,7 +89,7 @@ def test_label_files_become_sources_and_labels(tmp_path):
     f.write_text(
         "instance,start,end,verdict,class,source,alertname,fingerprint,comment\n"
         "a:9153,1970-01-01T00:00:00Z,1970-01-01T00:00:05Z,false_alarm,,verified,CoreDNSAnomaly,,deploy\n"
-        "*,1970-01-01T00:00:08Z,1970-01-01T00:00:20Z,anomaly,upstream_servfail,weak,CoreDNSErrorsHigh,,\n"
+        "a:9153,1970-01-01T00:00:08Z,1970-01-01T00:00:20Z,anomaly,upstream_servfail,weak,CoreDNSErrorsHigh,,\n"
     )
     merged = merge_label_files(ds, [f])
     times = np.array([1.0, 19.0])  # scrapes measure (t - 10 s, t]

@@ -20,6 +20,7 @@ def test_train_writes_bundle_report_and_plots(tmp_path, monkeypatch):
         [
             "train", "--quick", "--epochs", "6", "--dataset", "data/lab-v1",
             "--out", str(tmp_path / "bundle"), "--report", str(tmp_path / "docs"),
+            "--threshold-rule", "latent_min_known_anomaly",
         ]
     )  # fmt: skip
     assert rc == 0
@@ -33,6 +34,11 @@ def test_train_writes_bundle_report_and_plots(tmp_path, monkeypatch):
         and meta["step_seconds"] == pytest.approx(2.0, abs=0.1)
     )
     res = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())
+    # the proposal's latent rule, picked by name, is the exported autoencoder's decision
+    assert res["chosen"] == "autoencoder"
+    assert res["models"]["autoencoder"]["rule"] == "latent_min_known_anomaly"
+    rule = res["models"]["autoencoder"]["threshold_rules"]["latent_min_known_anomaly"]
+    assert res["models"]["autoencoder"]["config"]["threshold"] == rule["threshold"]
     assert set(res["models"]) == {"autoencoder", "classifier", "siamese", "ensemble"}
     assert {"pca", "coredns_mixin"} <= set(res["baselines"])
     assert set(res["held_out_classes"]) <= set(res["models"]["classifier"]["per_class"])
@@ -52,3 +58,22 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     rc = cli(["train", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "b")])
     assert rc == 2
     assert "not a dataset directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--threshold-rule", "smallest"], "one of latent_min_known_anomaly"),
+        (
+            ["--threshold-rule", "p_half", "--export-kind", "autoencoder"],
+            "a rule of the classifier, not of the --export-kind autoencoder",
+        ),
+    ],
+)
+def test_a_bad_threshold_rule_is_refused_before_any_training(tmp_path, capsys, extra, says):
+    rc = cli(
+        ["train", "--dataset", str(ROOT / "data/lab-v1"), "--out", str(tmp_path / "b"), *extra]
+    )
+    assert rc == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -271,15 +271,17 @@ def test_mark_verdict_and_export(client, post):
     )
 
 
-def test_weak_labels_on_request(client, post):
-    post(payload(alert("m", alertname="CoreDNSErrorsHigh", instance=None)))
+def test_weak_labels_on_request_only_for_coredns_alerts_that_name_an_instance(client, post):
+    post(payload(alert("m", alertname="CoreDNSErrorsHigh", instance=None)))  # fleet-wide
+    post(payload(alert("w", alertname="Watchdog", instance="10.0.0.1:9153")))  # not CoreDNS
+    post(payload(alert("l", alertname="CoreDNSLatencyHigh", instance="10.0.0.2:9153")))
     post(payload(alert("ours")))
     assert client.get("/labels", headers=BASIC).get_data(as_text=True).count("\n") == 1
     weak = read_label_file(
         io.StringIO(client.get("/labels?include_weak=1", headers=BASIC).get_data(as_text=True))
     )
-    assert [(r.alertname, r.source, r.instance) for r in weak] == [
-        ("CoreDNSErrorsHigh", "weak", "*")
+    assert [(r.alertname, r.source, r.instance, r.anomaly_class) for r in weak] == [
+        ("CoreDNSLatencyHigh", "weak", "10.0.0.2:9153", "CoreDNSLatencyHigh")
     ]
     assert client.get("/labels?since=whenever", headers=BASIC).status_code == 400
 

@@ -139,7 +139,7 @@ def test_export_labels_command(tmp_path, capsys, monkeypatch):
     )
     c.post(
         "/webhook",
-        json=payload(alert("m", alertname="CoreDNSErrorsHigh", instance=None)),
+        json=payload(alert("m", alertname="CoreDNSErrorsHigh", instance="10.0.0.9:9153")),
         headers=BEARER,
     )
     store = app.extensions["coredns_anomaly"]["store"]

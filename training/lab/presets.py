@@ -39,6 +39,7 @@ class Preset:
 # instance's own normal in the first ~10) before its first fault.
 ENV_WARMUP = 750.0
 SECOND_RELEASE = "v1.12.4"
+THIRD_RELEASE = "v1.11.4"
 
 PRESETS = {
     # The shipped dataset: a fleet of 4, every class 8 times at spread intensities.
@@ -103,6 +104,16 @@ PRESETS = {
         release=SECOND_RELEASE, rewrite=True, mix=QueryMix(aaaa_share=0.5, search=2, other_share=0.03),
         description="mostly healthy, held out of every choice: 6 instances at 8-600 lookups/s, "
         "older release, a rewrite rule, half A-only clients, 2 search domains, 3% SRV/PTR/TXT",
+    ),
+    # The long held-out soak: recorded before the decision changes of the session that added
+    # it were compared, scored once after. A third release, 8 instances for ~90 minutes.
+    "env-soak3": Preset(
+        instances=8, step=2.0, seed=3108, base_rates=(3.0, 10.0, 25.0, 60.0, 120.0, 250.0, 400.0, 150.0),
+        classes=FAULT_CLASSES, episodes_per_class=2, warmup=ENV_WARMUP,
+        gap=(800.0, 1300.0), duration=(40.0, 70.0), benign_probability=1.0,
+        release=THIRD_RELEASE, mix=QueryMix(aaaa_share=0.3, ndots=3, search=3, other_share=0.02),
+        description="the long held-out soak: 8 instances at 3-400 lookups/s for ~90 min, release "
+        "1.11.4, 30% A+AAAA clients, ndots 3, 2% SRV/PTR/TXT",
     ),
 }  # fmt: skip
 
