@@ -65,6 +65,22 @@ def type_profile(Z: np.ndarray, steps: int = TYPE_PROFILE_STEPS) -> np.ndarray:
     return Z[:, -steps:, :].mean(axis=1)
 
 
+UNKNOWN_TYPE = "unknown"  # a window far from every known class: no class is guessed
+
+
+def nearest_types(
+    profiles: np.ndarray, names: tuple[str, ...], centroids: np.ndarray, beyond: float
+) -> list[str]:
+    """Each profile's nearest class centroid, or UNKNOWN_TYPE when even that one is farther
+    than `beyond` (learned on validation: most windows of a known class lie within it), so a
+    fault of a kind never trained on is not named as one it resembles a little."""
+    if not len(names) or not len(profiles):
+        return [""] * len(profiles)
+    d = np.linalg.norm(profiles[:, None, :] - centroids[None, :, :], axis=2)
+    i, near = d.argmin(axis=1), d.min(axis=1)
+    return [UNKNOWN_TYPE if near[k] > beyond else names[i[k]] for k in range(len(profiles))]
+
+
 def window_ok(missing: np.ndarray, max_missing: float = MAX_MISSING) -> bool:
     """A window is scored when its last step is present and most of it is (training's rule)."""
     return (not missing[-1]) and missing.mean() <= max_missing
@@ -88,6 +104,9 @@ class Bundle:
     # An anomaly ends after this many consecutive calm steps (score < 1), not at the first:
     # a state that hovers around the threshold is one alarm, not one per crossing.
     clear_steps: int = 1
+    # A window farther than this from every class centroid is typed "unknown" (bundles from
+    # before it existed never say unknown).
+    unknown_beyond: float = math.inf
 
     @property
     def n_features(self) -> int:
@@ -107,11 +126,9 @@ class Bundle:
             raise BundleError(f"{self.path / 'model.tflite'}: {exc}") from exc
 
     def nearest_types(self, Z: np.ndarray) -> list[str]:
-        if not len(self.type_names) or not len(Z):
-            return [""] * len(Z)
-        prof = type_profile(Z)
-        d = np.linalg.norm(prof[:, None, :] - self.type_centroids[None, :, :], axis=2)
-        return [self.type_names[i] for i in d.argmin(axis=1)]
+        return nearest_types(
+            type_profile(Z), self.type_names, self.type_centroids, self.unknown_beyond
+        )
 
 
 def read_meta(jpath: Path) -> dict[str, Any]:
@@ -333,6 +350,11 @@ def _load(path: Path) -> Bundle:
     if meta.get("decision_clear_steps") not in (None, 0):
         clear = _integer(meta, "decision_clear_steps", jpath, 1, MAX_DEBOUNCE)
     tnames, cents = _anomaly_types(meta, jpath, F)
+    beyond = math.inf
+    if isinstance(meta.get("anomaly_types"), dict) and "unknown_beyond" in meta["anomaly_types"]:
+        beyond = _number(meta, "anomaly_types.unknown_beyond", jpath, 0.0, MAX_CENTROID * 100)
+        if not beyond > 0:
+            raise BundleError(f"{jpath}: anomaly_types.unknown_beyond {beyond} is not positive")
     for key in ("versions",):
         if key in meta and not isinstance(meta[key], dict):
             raise _wrong(jpath, key, meta[key], "an object")
@@ -341,7 +363,7 @@ def _load(path: Path) -> Bundle:
         raise _wrong(jpath, "model_kind", kind, "a string")
     bundle = Bundle(
         path, meta, flat, kind, window, step, baseline, threshold, debounce, tnames, cents,
-        digest, evidence, clear,
+        digest, evidence, clear, beyond,
     )  # fmt: skip
     runtime = bundle.runtime()  # BundleError if the interpreter cannot load it
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..exporter.bundle import nearest_types
 from .series import NORMAL, Scaler, Series, Windows, make_windows, typical_step
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class AnomalyDetector:
         self.center: np.ndarray | None = None
         self.anom_center: np.ndarray | None = None
         self.type_centroids: dict[str, list[float]] = {}
+        self.type_radius: float | None = None  # beyond it from every centroid: "unknown"
         self.history: dict[str, list[float]] = {}
         self.step_seconds: float | None = None
         self.train_info: dict[str, Any] = {}
@@ -250,7 +253,8 @@ class AnomalyDetector:
             "threshold_rules": self.threshold_rules, "rule": self.rule,
             "center": None if self.center is None else self.center.tolist(),
             "anom_center": None if self.anom_center is None else self.anom_center.tolist(),
-            "type_centroids": self.type_centroids, "step_seconds": self.step_seconds,
+            "type_centroids": self.type_centroids, "type_radius": self.type_radius,
+            "step_seconds": self.step_seconds,
             "train_info": self.train_info,
         }  # fmt: skip
 
@@ -270,6 +274,7 @@ class AnomalyDetector:
             None if m.get("anom_center") is None else np.asarray(m["anom_center"], np.float32)
         )
         self.type_centroids = m.get("type_centroids", {})
+        self.type_radius = m.get("type_radius")
         self.step_seconds = m.get("step_seconds")
         self.train_info = m.get("train_info", {})
 
@@ -357,6 +362,7 @@ class AnomalyDetector:
         self.type_centroids = {
             c: prof[tr.labels == c].mean(axis=0).tolist() for c in sorted(set(tr.labels) - {NORMAL})
         }
+        self.type_radius = unknown_radius(self.type_centroids, va)
         # Every decision rule is reported; the one with the best validation F1 is used.
         rules: dict[str, tuple[str, float]] = {}
         hard = hard_negative_weights(va.sources)
@@ -411,16 +417,30 @@ class AnomalyDetector:
         out = self.serving_model().predict(X, batch_size=1024, verbose=0)
         return {k: np.asarray(v) for k, v in out.items()}
 
-    def _types(self, emb: np.ndarray) -> np.ndarray:
-        if not self.type_centroids:
-            return np.full(len(emb), "", object)
-        names = list(self.type_centroids)
-        C = np.asarray([self.type_centroids[n] for n in names])
-        d = np.linalg.norm(emb[:, None, :] - C[None, :, :], axis=2)
-        return np.asarray(names, object)[d.argmin(axis=1)]
+    def _types(self, prof: np.ndarray) -> np.ndarray:
+        """The exporter's rule (bundle.nearest_types): nearest class, or unknown beyond."""
+        names = tuple(self.type_centroids)
+        C = np.asarray([self.type_centroids[n] for n in names]).reshape(len(names), -1)
+        radius = self.type_radius if self.type_radius is not None else math.inf
+        return np.asarray(nearest_types(prof, names, C, radius), object)
 
 
 TYPE_PROFILE_STEPS = 3
+# Share of validation windows of known classes that must lie within the "unknown" radius.
+KNOWN_TYPE_COVERAGE = 0.99
+
+
+def unknown_radius(centroids: dict[str, list[float]], va: Windows) -> float | None:
+    """Beyond this distance from every class centroid a window's type is "unknown": the
+    KNOWN_TYPE_COVERAGE quantile of the validation windows of known classes' distance to their
+    nearest centroid. None (never unknown) without such windows."""
+    known = np.isin(va.labels, list(centroids)) if centroids else np.zeros(len(va), bool)
+    if not known.any():
+        return None
+    C = np.asarray(list(centroids.values()))
+    prof = type_profile(va.X[known])
+    d = np.linalg.norm(prof[:, None, :] - C[None, :, :], axis=2).min(axis=1)
+    return float(max(np.quantile(d, KNOWN_TYPE_COVERAGE), 1e-6))
 
 
 def type_profile(X: np.ndarray) -> np.ndarray:

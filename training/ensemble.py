@@ -32,6 +32,7 @@ class EnsembleDetector(AnomalyDetector):
             first.step_seconds,
         )
         self.type_centroids = first.type_centroids
+        self.type_radius = first.type_radius
         self.filters = max(m.filters for m in members)
         self.train_info = {
             "members": [f"{m.kind} W={m.window} filters={m.filters}" for m in members],

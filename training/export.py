@@ -108,7 +108,8 @@ def export_bundle(
             "ae_score": det.ae_score if det.kind == "autoencoder" else None,
         },
         "explanation": "reconstruction_error" if det.kind == "autoencoder" else "abs_zscore_last_step",
-        "anomaly_types": {"names": list(det.type_centroids), "centroids": list(det.type_centroids.values())},
+        "anomaly_types": {"names": list(det.type_centroids), "centroids": list(det.type_centroids.values())}
+        | ({} if det.type_radius is None else {"unknown_beyond": det.type_radius}),
         "hyperparameters": {"window": det.window, "filters": det.filters, "latent": det.latent, "learning_rate": det.learning_rate, "seed": det.seed},
         "train_info": det.train_info,
         "export_check": {"max_abs_diff": diffs, "bound": MAX_ABS_DIFF},

@@ -18,7 +18,7 @@ from flask import Flask, Response, abort, g, jsonify, redirect, render_template,
 from coredns_anomaly import __version__
 from coredns_anomaly.webhook import metrics
 from coredns_anomaly.webhook.auth import Credentials, CsrfTokens
-from coredns_anomaly.webhook.config import ConfigError, Settings, load_settings
+from coredns_anomaly.webhook.config import UNKNOWN_TYPE, ConfigError, Settings, load_settings
 from coredns_anomaly.webhook.labels import dumps_label_file
 from coredns_anomaly.webhook.receiver import Receiver
 from coredns_anomaly.webhook.store import AlertFilter, AlertStore, Occurrence, since_key
@@ -274,11 +274,14 @@ def _row_view(o: Occurrence, s: Settings) -> dict[str, Any]:
             f"{s.prometheus_url.rstrip('/')}/graph?{urlencode(params, quote_via=quote)}"
         )
     features = _pick(o, "top_features", "features")
+    guess = _pick(o, "anomaly_type", "likely_type", "type")
     return {
         "o": o,
         "id": _row_id(o.fingerprint, o.starts_at),
         "score": _score(_pick(o, "score", "anomaly_score")),
-        "anomaly_type": _pick(o, "anomaly_type", "likely_type", "type"),
+        "anomaly_type": guess,
+        # The verdict form starts from the model's guess, unless it has none ("unknown").
+        "suggested_class": "" if guess == UNKNOWN_TYPE else guess,
         "top_features": [f.strip() for f in features.split(",") if f.strip()][:6],
         "summary": _pick(o, "summary", "description")[:300],
         "duration": _duration((end - start).total_seconds()),

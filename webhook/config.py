@@ -20,15 +20,21 @@ from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, MatcherError
 ENV_PREFIX = "COREDNS_ANOMALY_WEBHOOK_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
+# The model's fault classes (training/lab/faults.py FAULT_CLASSES; a test keeps the two
+# equal): a verdict class the model knows can train it; any other name is still accepted.
 DEFAULT_CLASSES = (
     "upstream_latency",
-    "upstream_failure",
-    "servfail_burst",
-    "nxdomain_flood",
+    "upstream_servfail",
+    "upstream_loss",
     "query_flood",
-    "cache_degradation",
-    "config_error",
+    "random_subdomain",
+    "cache_thrash",
+    "cpu_starvation",
+    "tcp_fallback",
+    "misconfig_refused",
 )
+# What the exporter says of an anomaly unlike every class it was trained on: not a class.
+UNKNOWN_TYPE = "unknown"
 
 
 class ConfigError(ValueError):

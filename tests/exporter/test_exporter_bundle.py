@@ -108,7 +108,25 @@ BROKEN: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "versions a list": (lambda p: edit_json(p, _set("versions", [])), ("`versions` is [], must be an object",)),
     "JSON nested 100,000 deep": (lambda p: (p / "model.json").write_text("[" * 100_000 + "]" * 100_000), ("not valid JSON", "RecursionError")),
     "a baseline integer of 1e999": (lambda p: _raw(p, "input.baseline.min_rows", "1e999"), ("out of range",)),
+    "unknown radius negative": (lambda p: edit_json(p, _set("anomaly_types.unknown_beyond", -1)), ("unknown_beyond", "finite number")),
+    "unknown radius a string": (lambda p: edit_json(p, _set("anomaly_types.unknown_beyond", "far")), ("unknown_beyond", "a number")),
+    "recent_spread a string": (lambda p: edit_json(p, _set("input.baseline.recent_spread", "yes")), ("wrong type",)),
 }  # fmt: skip
+
+
+def test_a_window_far_from_every_class_is_typed_unknown(tmp_path):
+    """A radius in the bundle makes the exporter say `unknown` instead of the nearest class;
+    a bundle without one (written before it existed) names the nearest class as before."""
+    path = copy_model(tmp_path / "m")
+    edit_json(path, _set("anomaly_types.unknown_beyond", 0.5))
+    b = load_bundle(path)
+    Z = np.zeros((2, b.window, b.n_features), np.float32)
+    Z[0] = b.type_centroids[0]  # exactly a known class
+    Z[1] = 9.0  # nothing like any class
+    assert b.nearest_types(Z) == [b.type_names[0], "unknown"]
+    old = copy_model(tmp_path / "old")
+    edit_json(old, lambda m: m["anomaly_types"].pop("unknown_beyond", None))
+    assert load_bundle(old).nearest_types(Z)[1] in b.type_names
 
 
 def test_the_shipped_bundle_loads(bundle):

@@ -232,6 +232,28 @@ def test_page_lists_alerts_with_model_fields(client, post):
     assert "dns-a:53" not in filtered and "SERVFAIL" in filtered
 
 
+def _class_field(html: str, fingerprint: str) -> str:
+    row = re.search(
+        rf'<tr id="[^"]+"[^>]*data-fingerprint="{fingerprint}".*?</tr>', html, re.S
+    ).group(0)
+    return re.search(r'<input name="class"[^>]*value="([^"]*)"', row).group(1)
+
+
+def test_the_verdict_form_starts_from_the_models_guess_unless_it_is_unknown(client, post):
+    post(payload(alert("k", annotations={"anomaly_type": "upstream_loss"})))
+    post(payload(alert("u", instance="dns-u:53", annotations={"anomaly_type": "unknown"})))
+    html = client.get("/alerts", headers=BASIC).get_data(as_text=True)
+    assert _class_field(html, "k") == "upstream_loss"
+    assert _class_field(html, "u") == ""  # no guess to confirm: the engineer names it
+
+
+def test_the_suggested_classes_are_the_models():
+    from coredns_anomaly.training.lab.faults import FAULT_CLASSES
+    from coredns_anomaly.webhook.config import DEFAULT_CLASSES
+
+    assert DEFAULT_CLASSES == FAULT_CLASSES
+
+
 def test_page_escapes_payload_text_and_drops_script_links(client, post):
     a = alert("x", annotations={"summary": "<script>alert(1)</script>"})
     a["generatorURL"] = "javascript:alert(1)"
