@@ -159,6 +159,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(handler=_fit)
 
+    lbl = sub.add_parser(
+        "label",
+        help="weak labels from existing alerting rules: over a dataset's history (evaluated "
+        "by the real Prometheus) or from a live Prometheus's ALERTS",
+        description="Writes the webhook's label file (source weak, the alert name as class) "
+        "that `train --labels` reads, and a per-rule report.",
+    )
+    lbl.add_argument("--rules", type=Path, help="Prometheus rule file (with --dataset)")
+    lbl.add_argument("--dataset", type=Path, help="dataset directory whose history to label")
+    lbl.add_argument("--prometheus", help="read ALERTS from this Prometheus (base URL)")
+    lbl.add_argument("--start", help="with --prometheus: RFC 3339 time or unix seconds")
+    lbl.add_argument("--end", help="with --prometheus: RFC 3339 time or unix seconds")
+    lbl.add_argument("--step", type=float, default=15.0, help="with --prometheus: seconds")
+    lbl.add_argument(
+        "--matchers",
+        help="which alerts label, Prometheus syntax, e.g. 'alertname=~\"CoreDNS.*\"' (default: "
+        "every rule of --rules; with --prometheus, the CoreDNS alerts)",
+    )
+    lbl.add_argument("--out", type=Path, required=True, help="label file (CSV) to write")
+    lbl.add_argument("--report", type=Path, help="also write the per-rule report (Markdown)")
+    add_prometheus_auth_flags(lbl)
+    lbl.set_defaults(handler=_label, selector="{}")
+
     dset = sub.add_parser("dataset", help="inspect or export a dataset")
     dset_sub = dset.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")
     info = dset_sub.add_parser("info", help="summary: duration, instances, episodes per class")
@@ -320,6 +343,43 @@ def _collect(args: argparse.Namespace) -> int:
     from . import collect
 
     return collect.main(args)
+
+
+def _label(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+    from coredns_anomaly.webhook.labels import write_label_file
+    from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, MatcherError
+
+    from . import weak_labels
+    from .collect import CollectError
+    from .dataset import DatasetError
+
+    try:
+        if args.dataset is not None:
+            if args.rules is None or args.prometheus:
+                raise UsageError("--dataset needs --rules (and no --prometheus)")
+            found = weak_labels.from_rules(args.dataset, args.rules, args.matchers or "")
+        elif args.prometheus:
+            if not (args.start and args.end):
+                raise UsageError("--prometheus needs --start and --end")
+            from .collect import api_from_args
+
+            api, start, end = api_from_args(args)
+            matchers = DEFAULT_WEAK_MATCHERS if args.matchers is None else args.matchers
+            found = weak_labels.from_alerts(api, start, end, args.step, matchers)
+        else:
+            raise UsageError("give --rules FILE --dataset DIR, or --prometheus URL --start --end")
+    except UsageError:
+        raise
+    except (DatasetError, MatcherError, CollectError, FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    write_label_file(args.out, found.records)
+    table = found.table()
+    if args.report:
+        args.report.write_text(f"# Weak labels in {args.out}\n\n{table}\n")
+    print(table)
+    print(f"{len(found.records)} weak labels -> {args.out}")
+    return 0
 
 
 def _dataset_info(args: argparse.Namespace) -> int:
