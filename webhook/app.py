@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, url_for
 
 from coredns_anomaly import __version__
-from coredns_anomaly.webhook import metrics
+from coredns_anomaly.webhook import chart, metrics
 from coredns_anomaly.webhook.auth import Credentials, CsrfTokens
 from coredns_anomaly.webhook.config import UNKNOWN_TYPE, ConfigError, Settings, load_settings
 from coredns_anomaly.webhook.labels import dumps_label_file
 from coredns_anomaly.webhook.receiver import Receiver
 from coredns_anomaly.webhook.store import AlertFilter, AlertStore, Occurrence, since_key
-from coredns_anomaly.webhook.timefmt import parse_rfc3339
+from coredns_anomaly.webhook.timefmt import parse_rfc3339, storage_key, utcnow
 
 log = logging.getLogger("coredns_anomaly.webhook")
 
@@ -186,6 +186,100 @@ def create_app(settings: Settings | None = None) -> Flask:
             target = url_for("alerts_page")
         return redirect(f"{target}#{_row_id(fingerprint, starts_at)}", code=303)
 
+    @app.get("/instances/<path:instance>")
+    def instance_page(instance: str) -> str:
+        """One instance's chart: score and features over time, alerts, verdicts, marks."""
+        instance = instance.strip()[:256]
+        args = request.args
+        start, end, hours = chart.window(args.get("hours"), args.get("end"), utcnow())
+        t0, t1 = (
+            datetime.fromtimestamp(start, timezone.utc),
+            datetime.fromtimestamp(end, timezone.utc),
+        )
+        data = chart.fetch(settings.prometheus_url, instance, start, end)
+        occurrences, _ = store.list_occurrences(
+            AlertFilter(instance=instance, since=storage_key(t0), limit=500)
+        )
+        alerts = [
+            (
+                parse_rfc3339(o.starts_at).timestamp(),
+                parse_rfc3339(o.ends_at or o.last_seen).timestamp(),
+                o.verdict or "none",
+                f"{o.alertname} ({o.verdict or 'not judged'})",
+            )
+            for o in occurrences
+            if o.instance == instance and parse_rfc3339(o.starts_at) <= t1
+        ]
+        marks = store.range_labels(instance, since=storage_key(t0), until=storage_key(t1))
+        bands = [
+            (
+                parse_rfc3339(m.start).timestamp(), parse_rfc3339(m.end).timestamp(), m.verdict,
+                f"{'anomaly ' + m.anomaly_class if m.verdict == 'anomaly' else 'normal'}: "
+                f"{m.comment}",
+            )
+            for m in marks
+        ]  # fmt: skip
+        classes = sorted(set(settings.anomaly_classes) | set(store.facets(0)["classes"]))
+        return render_template(
+            "instance.html",
+            instance=instance,
+            hours=hours,
+            spans=chart.SPANS_HOURS,
+            end_text=args.get("end", ""),
+            chart=chart.layout(data, start, end, alerts, bands),
+            problem=data.problem,
+            alerts=[o for o in occurrences if o.instance == instance],
+            marks=marks,
+            classes=classes,
+            csrf_token=csrf.issue(g.principal),
+            principal=g.principal,
+            version=__version__,
+        )
+
+    @app.post("/instances/mark")
+    def mark_range() -> Response:
+        form = _checked_form()
+        instance = form.get("instance", "")
+        try:
+            start, end = parse_rfc3339(form.get("start", "")), parse_rfc3339(form.get("end", ""))
+        except ValueError as exc:
+            abort(400, f"start and end must be RFC 3339 times: {exc}")
+        verdict = form.get("verdict", "")
+        try:
+            store.add_range_label(
+                instance, start, end, verdict, anomaly_class=form.get("class", ""),
+                comment=form.get("comment", "").replace("\r\n", "\n")[:1000],
+                author=g.principal,
+            )  # fmt: skip
+        except ValueError as exc:
+            abort(400, str(exc))
+        metrics.VERDICTS.labels(f"range_{verdict}").inc()
+        return redirect(
+            url_for("instance_page", instance=instance, hours=form.get("hours", "6"),
+                    end=form.get("back_end", "")),
+            code=303,
+        )  # fmt: skip
+
+    @app.post("/instances/unmark")
+    def unmark_range() -> Response:
+        form = _checked_form()
+        label_id = _int(form.get("id"), 0, 0, 2**62)
+        if not store.delete_range_label(label_id):
+            abort(404, "no such marked range")
+        metrics.VERDICTS.labels("range_cleared").inc()
+        return redirect(
+            url_for("instance_page", instance=form.get("instance", ""),
+                    hours=form.get("hours", "6"), end=form.get("back_end", "")),
+            code=303,
+        )  # fmt: skip
+
+    def _checked_form():
+        if not _same_origin():
+            abort(403, "cross-site request refused")
+        if not csrf.valid(g.principal, request.form.get("csrf_token", "")):
+            abort(403, "missing or expired form token; reload the page and try again")
+        return request.form
+
     @app.get("/labels")
     def labels_export() -> Response:
         args = request.args
@@ -210,9 +304,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     app.jinja_env.filters["when"] = _when
+    app.jinja_env.filters["chart_end"] = _chart_end
     # POST /webhook is served in front of Flask (receiver.py says why).
     app.wsgi_app = Receiver(app.wsgi_app, store, credentials, settings.max_body_bytes)  # type: ignore[method-assign]
     return app
+
+
+def _chart_end(key: str) -> str:
+    """An alert's end as the end of its instance's chart: half an hour after it, to see after."""
+    try:
+        end = parse_rfc3339(key) + timedelta(minutes=30)
+    except ValueError:
+        return ""
+    return end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _same_origin() -> bool:

@@ -115,6 +115,18 @@ CREATE TABLE IF NOT EXISTS verdict_log (
     at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS range_labels (
+    id INTEGER PRIMARY KEY,
+    instance TEXT NOT NULL,
+    start TEXT NOT NULL,
+    end_at TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    class TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS range_labels_by_instance ON range_labels (instance, start);
 """.replace("{alerts}", _ALERTS_DDL)
 
 _UPSERT_OCCURRENCE = """
@@ -604,6 +616,72 @@ class AlertStore:
             )
         return True
 
+    # -- ranges marked on the chart -------------------------------------------------------------
+
+    def add_range_label(
+        self,
+        instance: str,
+        start: datetime,
+        end: datetime,
+        verdict: str,
+        anomaly_class: str = "",
+        comment: str = "",
+        author: str = "",
+    ) -> int:
+        """An engineer's label of a time range of one instance, marked on its chart: an anomaly
+        (of a class, one of the model's or a new name), perhaps one no alert caught, or
+        `false_alarm` (normal). ValueError says what is wrong; returns the label's id."""
+        instance = instance.strip()
+        if not instance or len(instance) > MAX_RANGE_INSTANCE or instance == ALL_INSTANCES:
+            raise ValueError("instance must name one CoreDNS target (at most 256 characters)")
+        if verdict not in ("anomaly", "false_alarm"):
+            raise ValueError(f"unknown verdict {verdict!r}: anomaly or false_alarm (normal)")
+        if not end > start:
+            raise ValueError("the range must end after it starts")
+        if end - start > MAX_RANGE:
+            raise ValueError(f"a range spans at most {MAX_RANGE.days} days")
+        anomaly_class = anomaly_class.strip() if verdict == "anomaly" else ""
+        if anomaly_class and not CLASS_RE.match(anomaly_class):
+            raise ValueError(f"{anomaly_class!r} is not a class name (letters, digits, _ . : -)")
+        if len(comment) > MAX_RANGE_COMMENT:
+            raise ValueError(f"the comment is longer than {MAX_RANGE_COMMENT} characters")
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO range_labels (instance, start, end_at, verdict, class, comment,"
+                " author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    instance, storage_key(start), storage_key(end), verdict, anomaly_class,
+                    comment, author, storage_key(utcnow()),
+                ),
+            )  # fmt: skip
+            return int(cur.lastrowid)
+
+    def delete_range_label(self, label_id: int) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM range_labels WHERE id = ?", (label_id,)).rowcount > 0
+
+    def range_labels(
+        self, instance: str = "", since: str = "", until: str = "", limit: int = 10_000
+    ) -> list[RangeLabel]:
+        """Marked ranges (of one instance, overlapping [since, until] storage keys), oldest first."""
+        clauses, params = [], []
+        if instance:
+            clauses.append("instance = ?")
+            params.append(instance)
+        if since:
+            clauses.append("end_at >= ?")
+            params.append(since)
+        if until:
+            clauses.append("start <= ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.conn.execute(
+            "SELECT id, instance, start, end_at, verdict, class, comment, author FROM range_labels"
+            f" {where} ORDER BY start, id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [RangeLabel(*r) for r in rows]
+
     # -- label export --------------------------------------------------------------------------
 
     def label_records(
@@ -654,6 +732,9 @@ class AlertStore:
             ):
                 continue
             records.append(_label_record(occ))
+        if not alertname:  # ranges marked on a chart belong to no alert
+            for m in self.range_labels(since=since, until=until, limit=1_000_000):
+                records.append(m.record())
         return records
 
 
@@ -876,6 +957,32 @@ def _label_record(o: Occurrence) -> LabelRecord:
         fingerprint=o.fingerprint,
         comment=o.verdict_comment,
     )
+
+
+MAX_RANGE = timedelta(days=31)
+MAX_RANGE_COMMENT = 1000
+MAX_RANGE_INSTANCE = 256
+
+
+@dataclass(frozen=True)
+class RangeLabel:
+    """A time range of one instance an engineer labelled on its chart."""
+
+    id: int
+    instance: str
+    start: str  # storage keys
+    end: str
+    verdict: str
+    anomaly_class: str
+    comment: str
+    author: str
+
+    def record(self) -> LabelRecord:
+        return LabelRecord(
+            instance=self.instance, start=parse_rfc3339(self.start), end=parse_rfc3339(self.end),
+            verdict=self.verdict, source="verified", anomaly_class=self.anomaly_class,
+            alertname="", fingerprint=f"range-{self.id}", comment=self.comment,
+        )  # fmt: skip
 
 
 def _weak_class(alertname: str) -> str:
