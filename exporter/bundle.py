@@ -20,6 +20,7 @@ import numpy as np
 from .baseline import BaselineSpec, BaselineSpecError, standardize
 from .features import FEATURE_NAMES, Evidence
 from .runtime import Runtime, RuntimeLoadError
+from .suppress import Suppression
 
 # 2: every instance against its own baseline (`input.baseline`). 1 scaled every instance with
 # one lab-fitted mean/scale, which flags any CoreDNS unlike the lab: refused with the fix.
@@ -107,6 +108,8 @@ class Bundle:
     # A window farther than this from every class centroid is typed "unknown" (bundles from
     # before it existed never say unknown).
     unknown_beyond: float = math.inf
+    # Engineers' judged false alarms, remembered (exporter/suppress.py); None: no verdicts.
+    suppression: Suppression | None = None
 
     @property
     def n_features(self) -> int:
@@ -124,6 +127,12 @@ class Bundle:
             return Runtime(self.flat, self.window, self.n_features)
         except RuntimeLoadError as exc:
             raise BundleError(f"{self.path / 'model.tflite'}: {exc}") from exc
+
+    def held_back(self, Z: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Per window: a judged false alarm again (no alarm), from its raw score."""
+        if self.suppression is None:
+            return np.zeros(len(Z), bool)
+        return self.suppression.holds_back(type_profile(Z), raw)
 
     def nearest_types(self, Z: np.ndarray) -> list[str]:
         return nearest_types(
@@ -355,6 +364,12 @@ def _load(path: Path) -> Bundle:
         beyond = _number(meta, "anomaly_types.unknown_beyond", jpath, 0.0, MAX_CENTROID * 100)
         if not beyond > 0:
             raise BundleError(f"{jpath}: anomaly_types.unknown_beyond {beyond} is not positive")
+    suppression = None
+    if meta.get("suppression") is not None:
+        try:
+            suppression = Suppression.from_dict(meta["suppression"], F)
+        except ValueError as exc:
+            raise BundleError(f"{jpath}: {exc}; re-export the bundle") from None
     for key in ("versions",):
         if key in meta and not isinstance(meta[key], dict):
             raise _wrong(jpath, key, meta[key], "an object")
@@ -363,7 +378,7 @@ def _load(path: Path) -> Bundle:
         raise _wrong(jpath, "model_kind", kind, "a string")
     bundle = Bundle(
         path, meta, flat, kind, window, step, baseline, threshold, debounce, tnames, cents,
-        digest, evidence, clear, beyond,
+        digest, evidence, clear, beyond, suppression,
     )  # fmt: skip
     runtime = bundle.runtime()  # BundleError if the interpreter cannot load it
     try:

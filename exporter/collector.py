@@ -77,6 +77,11 @@ def build_snapshot(engine: Engine) -> Snapshot:
         "1 for each feature whose source metrics this instance's page lacks (not scored)",
         ("instance", "feature"),
     )
+    held = g(
+        "_held_back",
+        "1 while the score is over 1 but the window looks like a false alarm engineers judged "
+        "(no alarm; bundle suppression), else 0",
+    )
     up = g("_target_up", "1 if the last scrape of the target worked and parsed")
     dur = g("_target_scrape_duration_seconds", "duration of the last scrape")
     errors = CounterMetricFamily(
@@ -99,6 +104,7 @@ def build_snapshot(engine: Engine) -> Snapshot:
         if v is None:
             continue
         anomaly.add_metric([name], 1.0 if v.anomaly else 0.0)
+        held.add_metric([name], 1.0 if st.held_back else 0.0)
         score.add_metric([name], v.score)
         if v.anomaly and v.type:
             typ.add_metric([name, v.type], 1.0)
@@ -106,7 +112,7 @@ def build_snapshot(engine: Engine) -> Snapshot:
             contrib.add_metric([name, feat], c)
     return Snapshot(
         engine.steps_done, id(engine), (anomaly, score, typ, contrib),
-        (fill, learning, missing, up, dur, errors), tuple(rows),
+        (fill, learning, missing, held, up, dur, errors), tuple(rows),
     )  # fmt: skip
 
 

@@ -66,6 +66,7 @@ class TargetState:
         self.filled = 0  # steps seen since the target appeared, capped at the window
         self.streak = 0  # consecutive anomalous steps, for debouncing
         self.calm = 0  # consecutive steps below 1, for ending an anomaly (bundle.clear_steps)
+        self.held_back = False  # over 1, but a judged false alarm again (bundle.suppression)
         self.alarm = False
         self.up = False
         self.scrape_duration = 0.0
@@ -246,14 +247,18 @@ class Engine:
         b = self.bundle
         Z = np.stack([st.baseline.normalize(st.rows) for _, st in ready])
         out = self.runtime.run(Z)
-        scores = out["score"].astype(float) / b.threshold
+        raw = out["score"].astype(float)
+        scores = raw / b.threshold
+        held = b.held_back(Z, raw)  # a judged false alarm again: scored, never alarmed
         contrib = out.get("contributions")
         flagged = []
         for i, (_, st) in enumerate(ready):
             s = float(scores[i])
             s = s if math.isfinite(s) else 0.0
-            st.streak = st.streak + 1 if s >= 1.0 else 0
-            st.calm = 0 if s >= 1.0 else st.calm + 1
+            st.held_back = bool(held[i]) and s >= 1.0
+            hot = s >= 1.0 and not st.held_back
+            st.streak = st.streak + 1 if hot else 0
+            st.calm = 0 if hot else st.calm + 1
             # While learning, the score is shown for inspection but never raises an anomaly.
             if st.learning:
                 st.alarm = False

@@ -14,37 +14,22 @@ import numpy as np
 from .series import NORMAL, episodes
 
 
-def best_f1_threshold(raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> float:
-    """Threshold maximising point-wise F1 on (validation) scores; ties go to the higher one.
-
-    `weight` counts some windows more (engineers' false-alarm verdicts: a threshold that lets
-    a judged false alarm through costs as much as that many ordinary ones). With no anomaly
-    to trade against, the (weighted) 99.9th percentile of the scores.
-    """
+def best_f1_threshold(raw: np.ndarray, y: np.ndarray) -> float:
+    """Threshold maximising point-wise F1 on (validation) scores; ties go to the higher one."""
     raw = np.asarray(raw, float)
-    w = np.ones(len(raw)) if weight is None else np.asarray(weight, float)
     if y.sum() == 0 or y.sum() == len(y):
-        return _weighted_quantile(raw, w, 0.999) if len(raw) else 1.0
+        return float(np.quantile(raw, 0.999)) if len(raw) else 1.0
     cands = np.unique(np.quantile(raw, np.linspace(0.5, 0.9995, 400)))
-    if weight is not None:  # the judged windows' own scores are thresholds worth trying
-        cands = np.unique(np.concatenate([cands, np.nextafter(raw[w > 1], np.inf)]))
-    f1s = [f1_at(raw, y, t, w) for t in cands]
+    f1s = [f1_at(raw, y, t) for t in cands]
     best = int(np.argmax(np.asarray(f1s) + 1e-9 * np.arange(len(f1s))))
     return float(max(cands[best], 1e-9))
 
 
-def _weighted_quantile(raw: np.ndarray, w: np.ndarray, q: float) -> float:
-    order = np.argsort(raw)
-    cum = np.cumsum(w[order])
-    return float(raw[order][min(np.searchsorted(cum, q * cum[-1]), len(raw) - 1)])
-
-
-def f1_at(raw: np.ndarray, y: np.ndarray, t: float, weight: np.ndarray | None = None) -> float:
+def f1_at(raw: np.ndarray, y: np.ndarray, t: float) -> float:
     p = raw >= t
-    w = 1.0 if weight is None else np.asarray(weight, float)
-    tp = float(((p & (y > 0)) * w).sum())
-    fp = float(((p & (y == 0)) * w).sum())
-    fn = float(((~p & (y > 0)) * w).sum())
+    tp = float((p & (y > 0)).sum())
+    fp = float((p & (y == 0)).sum())
+    fn = float((~p & (y > 0)).sum())
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 

@@ -108,6 +108,7 @@ def export_bundle(
             "ae_score": det.ae_score if det.kind == "autoencoder" else None,
         },
         "explanation": "reconstruction_error" if det.kind == "autoencoder" else "abs_zscore_last_step",
+        "suppression": (lambda s: s.to_dict() if s else None)(det.suppression()),
         "anomaly_types": {"names": list(det.type_centroids), "centroids": list(det.type_centroids.values())}
         | ({} if det.type_radius is None else {"unknown_beyond": det.type_radius}),
         "hyperparameters": {"window": det.window, "filters": det.filters, "latent": det.latent, "learning_rate": det.learning_rate, "seed": det.seed},

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..exporter.bundle import clear_steps
 from . import dataset as ds_mod
-from .detector import AnomalyDetector, Predictions, as_series
+from .detector import AnomalyDetector, Predictions, as_series, type_profile
 from .evaluate import (
     best_f1_threshold,
     debounce_by_instance,
@@ -266,8 +266,9 @@ def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dic
         )
     tr = judge.train_windows(det)
     mode = score_mode(det)
-    raw = det.raw_scores(mode, va.X)
-    t, k, chosen = choose_decision(raw, va, step, novel, (det.raw_scores(mode, tr.X), tr))
+    raw = _not_held_back(det, va, det.raw_scores(mode, va.X))
+    tr_raw = _not_held_back(det, tr, det.raw_scores(mode, tr.X))
+    t, k, chosen = choose_decision(raw, va, step, novel, (tr_raw, tr))
     det.threshold_rules["val_targets_debounced"] = {
         "score": mode, "threshold": t, "val_f1": f1_at(raw, va.y, t), "debounce": k,
     }  # fmt: skip
@@ -277,6 +278,16 @@ def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dic
     res["train_false_alarms"] = chosen.get("train_false_alarms", 0)
     res["train_normal_hours"] = chosen.get("train_normal_hours", 0.0)
     return k, res
+
+
+def _not_held_back(det: AnomalyDetector, w, raw: np.ndarray) -> np.ndarray:
+    """Raw scores with the windows the memory of judged false alarms holds back set to 0 (they
+    never alarm): the threshold is chosen for what the exporter will actually raise, not pushed
+    up for a pattern engineers already silenced."""
+    sup = det.suppression()  # learned with the serving score, which is score_mode(det)
+    if sup is None or not len(w):
+        return raw
+    return np.where(sup.holds_back(type_profile(w.X), raw), 0.0, raw)
 
 
 def search(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from exporter_testlib import Timeline, prefill
+import pytest
+from exporter_testlib import Timeline, metrics_text, prefill
 
 from coredns_anomaly.exporter.bundle import CLEAR_SECONDS, clear_steps
 from coredns_anomaly.exporter.engine import Observation
@@ -28,12 +29,14 @@ class ScriptedRuntime:
         return {"score": np.full(len(Z), s * self.threshold, np.float32)}
 
 
-def verdicts(make_exporter, clock, bundle, scores: list[float], debounce: int, clear: int) -> list[bool]:  # fmt: skip
+def verdicts(make_exporter, clock, bundle, scores: list[float], debounce: int, clear: int, suppression=None) -> list[bool]:  # fmt: skip
     x = make_exporter(targets=["127.0.0.1:1"])
     inst, tl = "10.9.0.1:9153", Timeline("normal")
     served = [0]
     prefill(x, clock, {inst: (tl, served)}, bundle.window + 1)  # warm baseline, full window
-    b = dataclasses.replace(x.engine.bundle, debounce_steps=debounce, clear_steps=clear)
+    b = dataclasses.replace(
+        x.engine.bundle, debounce_steps=debounce, clear_steps=clear, suppression=suppression
+    )
     x.engine.bundle = b
     x.engine.runtime = ScriptedRuntime(scores, b.threshold)
     out = []
@@ -62,3 +65,37 @@ def test_clear_steps_one_is_the_plain_debounce(make_exporter, clock, bundle):
 def test_clear_steps_are_thirty_seconds_at_any_step():
     assert CLEAR_SECONDS == 30.0
     assert [clear_steps(s) for s in (2.0, 15.0, 30.0, 60.0)] == [15, 2, 1, 1]
+
+
+def test_a_judged_false_alarm_again_is_held_back_and_shown(make_exporter, clock, bundle):
+    """A bundle that remembers judged false alarms (exporter/suppress.py): a window close to a
+    judged one, scoring no higher than it did, raises no alarm and is shown as held back;
+    a stronger one alarms as before."""
+    from coredns_anomaly.exporter.suppress import Suppression
+
+    F = bundle.n_features
+    # Any window of this healthy timeline lies within the radius; level: raw score 1.5 x threshold.
+    memory = Suppression(np.zeros((1, F)), np.array([1.5 * bundle.threshold]), radius=1e3)
+    got = verdicts(make_exporter, clock, bundle, [1.2, 1.3, 1.4, 1.2], 2, 1, memory)
+    assert got == [False, False, False, False]
+    got = verdicts(make_exporter, clock, bundle, [2.0, 2.1, 2.2], 2, 1, memory)
+    assert got == [False, True, True]  # stronger than ever judged: an alarm
+    assert verdicts(make_exporter, clock, bundle, [1.2, 1.3, 1.4], 2, 1) == [False, True, True]
+
+
+def test_held_back_is_exported(make_exporter, clock, bundle):
+    from coredns_anomaly.exporter.suppress import Suppression
+
+    memory = Suppression(np.zeros((1, bundle.n_features)), np.array([9.0 * bundle.threshold]), 1e3)
+    x = make_exporter(targets=["127.0.0.1:1"])
+    inst, tl = "10.9.0.1:9153", Timeline("normal")
+    served = [0]
+    prefill(x, clock, {inst: (tl, served)}, bundle.window + 1)
+    x.engine.bundle = dataclasses.replace(x.engine.bundle, suppression=memory, debounce_steps=1)
+    x.engine.runtime = ScriptedRuntime([3.0], x.engine.bundle.threshold)
+    clock.now += bundle.step_seconds
+    x.engine.step([Observation(inst, clock.now, text=tl.page(served[0]))])
+    st = x.engine.states[inst]
+    assert st.held_back and not st.verdict.anomaly and st.verdict.score == pytest.approx(3.0)
+    text = metrics_text(x)
+    assert f'coredns_anomaly_held_back{{instance="{inst}"}} 1.0' in text
