@@ -194,16 +194,21 @@ class AnomalyDetector:
             if val_series
             else tr
         )
-        # Engineers' false-alarm verdicts are known negatives: they steer early stopping and
-        # the threshold as well as the weights.
+        # Engineers' false-alarm verdicts: every kind remembers them (`suppression`). For the
+        # supervised kinds they are also hard negatives that steer early stopping and the
+        # threshold. The autoencoder trains on them as on any normal window, no more: weighing
+        # them up taught it to rebuild the faults that resemble them (bench/verdict_loop.py).
         hard = tr.subset(tr.sources == "false_alarm")
-        if len(hard):
+        judged = hard
+        if va is not tr:
+            judged = Windows.concat([hard, va.subset(va.sources == "false_alarm")])
+        if len(hard) and self.kind != "autoencoder":
             va = Windows.concat([va, hard])
         self._fit(tr, number_of_iterations, batch_size, va)
         self._fit_decision(tr, va)
         # The judged false alarms (validation holds the training ones too) and validation's
         # real anomalies: the memory of verdicts is learned from them under the final decision.
-        self._judged = va.subset(va.sources == "false_alarm")
+        self._judged = judged
         anomalous = va.subset(va.y > 0)
         keep = np.linspace(0, len(anomalous) - 1, min(len(anomalous), 4000)).round().astype(int)
         self._val_anomalous = anomalous.subset(np.isin(np.arange(len(anomalous)), keep))
@@ -342,15 +347,9 @@ class AnomalyDetector:
             h = self._main.fit(
                 normal,
                 normal,
-                # windows engineers judged false alarms are normal it must learn to rebuild
-                sample_weight=_per_step(hard_negative_weights(tr.sources[tr.pure]), normal),
                 epochs=epochs,
                 batch_size=batch,
-                validation_data=(
-                    vnorm,
-                    vnorm,
-                    _per_step(hard_negative_weights(va.sources[va.pure]), vnorm),
-                ),
+                validation_data=(vnorm, vnorm),
                 callbacks=cb,
                 verbose=verbose,
             )
@@ -520,11 +519,6 @@ HARD_NEGATIVE_WEIGHT = 10.0
 def hard_negative_weights(sources: np.ndarray) -> np.ndarray:
     """HARD_NEGATIVE_WEIGHT for windows engineers marked as false alarms, else 1."""
     return np.where(sources == "false_alarm", HARD_NEGATIVE_WEIGHT, 1.0).astype(np.float32)
-
-
-def _per_step(weights: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """(N,) window weights as the (N, W) a sequence loss (mse over features) is weighted by."""
-    return np.repeat(weights[:, None], X.shape[1], axis=1)
 
 
 def sample_weights(w: Windows) -> np.ndarray:
