@@ -249,7 +249,11 @@ class Engine:
         out = self.runtime.run(Z)
         raw = out["score"].astype(float)
         scores = raw / b.threshold
-        held = b.held_back(Z, raw)  # a judged false alarm again: scored, never alarmed
+        # A judged false alarm again: scored, never alarmed. Only a window over 1 can be one.
+        hot = scores >= 1.0
+        held = np.zeros(len(ready), bool)
+        if hot.any():
+            held[hot] = b.held_back(Z[hot], raw[hot])
         contrib = out.get("contributions")
         flagged = []
         for i, (_, st) in enumerate(ready):

@@ -104,6 +104,7 @@ class AnomalyDetector:
         self._judged: Windows | None = None  # judged false-alarm windows seen in train
         self._val_anomalous: Windows | None = None
         self._fixed_suppression: Suppression | None = None  # as loaded by import_weights
+        self._suppression_for: tuple[str, Suppression | None] | None = None  # (score, memory)
         self.history: dict[str, list[float]] = {}
         self.step_seconds: float | None = None
         self.train_info: dict[str, Any] = {}
@@ -213,6 +214,7 @@ class AnomalyDetector:
         keep = np.linspace(0, len(anomalous) - 1, min(len(anomalous), 4000)).round().astype(int)
         self._val_anomalous = anomalous.subset(np.isin(np.arange(len(anomalous)), keep))
         self._fixed_suppression = None
+        self._suppression_for = None
         self.train_info = {
             "train_windows": len(tr), "train_anomalous": int(tr.y.sum()),
             "val_windows": len(va), "classes_seen": sorted(set(tr.labels) - {NORMAL}),
@@ -232,12 +234,17 @@ class AnomalyDetector:
         seen in `train`, or as loaded by `import_weights`. None without two judged episodes."""
         if self._fixed_suppression is not None or self._judged is None or not len(self._judged):
             return self._fixed_suppression
-        J, A = self._judged, self._val_anomalous
-        raw_j = self._serve(J.X)["score"].astype(float)
-        raw_a = self._serve(A.X)["score"].astype(float) if len(A) else np.zeros(0)
-        return learn_suppression(
-            type_profile(J.X), raw_j, judged_episodes(J), type_profile(A.X), raw_a
-        )
+        # Learned once per serving score (predict and the pipeline's threshold choice ask
+        # every time; the weights change only in `train`, which clears this).
+        if self._suppression_for is None or self._suppression_for[0] != self.ae_score:
+            J, A = self._judged, self._val_anomalous
+            raw_j = self._serve(J.X)["score"].astype(float)
+            raw_a = self._serve(A.X)["score"].astype(float) if len(A) else np.zeros(0)
+            learned = learn_suppression(
+                type_profile(J.X), raw_j, judged_episodes(J), type_profile(A.X), raw_a
+            )
+            self._suppression_for = (self.ae_score, learned)
+        return self._suppression_for[1]
 
     def predict(self, data: Any) -> Predictions:
         wins = self.windows(data)

@@ -263,25 +263,23 @@ def time_split(
 USER_SOURCES = ("verified", "false_alarm", "weak")
 
 
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) index runs where `mask` is true."""
+    f = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    d = np.flatnonzero(np.diff(f.astype(np.int8)))
+    return list(zip(d[::2].tolist(), d[1::2].tolist(), strict=True))
+
+
 def _user_labelled_runs(s: Series, start: int, margin: int) -> list[tuple[int, int]]:
     """[x, y) runs from `start` on that hold user labels, each widened by `margin` steps before
     it (its windows' history); runs that touch are merged."""
-    user = np.isin(s.label_source[start:], USER_SOURCES)
     out: list[tuple[int, int]] = []
-    i, n = 0, len(user)
-    while i < n:
-        if not user[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and user[j]:
-            j += 1
+    for i, j in true_runs(np.isin(s.label_source[start:], USER_SOURCES)):
         x, y = max(start + i - margin, start), start + j
         if out and x <= out[-1][1]:
             out[-1] = (out[-1][0], y)
         else:
             out.append((x, y))
-        i = j
     return out
 
 

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..webhook.labels import LabelRecord
-from ..webhook.matchers import match_all, parse_matchers
+from ..webhook.labels import LabelRecord, class_of_alert
+from ..webhook.matchers import OWN_ALERTNAMES, match_all, parse_matchers
+from .series import true_runs
 
-OWN_ALERTS = re.compile(r"^CoreDNSAnomaly")
+OWN_ALERTS = re.compile(OWN_ALERTNAMES)
 
 
 @dataclass
@@ -60,13 +61,6 @@ class WeakLabels:
         return "\n".join(lines)
 
 
-def runs(firing: np.ndarray) -> list[tuple[int, int]]:
-    """[a, b) index runs where `firing` is true."""
-    f = np.concatenate([[False], np.asarray(firing, bool), [False]])
-    d = np.flatnonzero(np.diff(f.astype(np.int8)))
-    return list(zip(d[::2].tolist(), d[1::2].tolist(), strict=True))
-
-
 def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(float(t), tz=timezone.utc)
 
@@ -75,13 +69,13 @@ def _add(
     out: WeakLabels, instance: str, alert: str, times: np.ndarray, firing: np.ndarray, step: float
 ) -> None:
     rep = out.per_rule.setdefault(alert, RuleReport())
-    for a, b in runs(firing):
+    for a, b in true_runs(firing):
         # the scrape at t measured (t - step, t]: the first firing scrape's interval is in
         start, end = float(times[a]) - step, float(times[b - 1])
         out.records.append(
             LabelRecord(
                 instance, _utc(start), _utc(end), "anomaly", source="weak",
-                anomaly_class=re.sub(r"[^A-Za-z0-9_.:-]", "_", alert)[:64], alertname=alert,
+                anomaly_class=class_of_alert(alert), alertname=alert,
             )
         )  # fmt: skip
         rep.episodes += 1

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, MatcherError, parse_matchers
+from coredns_anomaly.webhook.matchers import (
+    DEFAULT_WEAK_MATCHERS,
+    OWN_ALERTNAMES,
+    MatcherError,
+    parse_matchers,
+)
 
 ENV_PREFIX = "COREDNS_ANOMALY_WEBHOOK_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -73,7 +78,7 @@ class Settings:
     metrics_require_auth: bool = False
     metrics_dir: str = ""
     prometheus_url: str = ""
-    own_alertnames: str = r"^CoreDNSAnomaly"
+    own_alertnames: str = OWN_ALERTNAMES
     weak_matchers: str = DEFAULT_WEAK_MATCHERS
     anomaly_classes: tuple[str, ...] = DEFAULT_CLASSES
     access_log: bool = False

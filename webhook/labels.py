@@ -60,6 +60,14 @@ def label_rank(source: str, anomaly: bool, anomaly_class: str = "") -> int:
 # (instance, ...)") applies to every instance in its time range.
 ALL_INSTANCES = "*"
 CLASS_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+
+
+def class_of_alert(alertname: str) -> str:
+    """An alert name as a label class (CLASS_RE's alphabet; any other character becomes _):
+    weak labels keep the name of the rule that made them."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", alertname)[:64] or "anomaly"
+
+
 # First characters a spreadsheet may read as a formula (OWASP), and the escape itself.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _ESCAPED_START = (*_FORMULA_START, "'")

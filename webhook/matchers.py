@@ -17,6 +17,9 @@ from dataclasses import dataclass
 # with "CoreDNS" (CoreDNSDown, CoreDNSErrorsHigh, CoreDNSLatencyHigh, ...). Alerts that name no
 # instance are dropped whatever the matchers say (see store.label_records).
 DEFAULT_WEAK_MATCHERS = 'alertname=~"CoreDNS.*"'
+# This project's own alerts (rules/anomaly.py names them CoreDNSAnomaly...): never weak labels,
+# a model would only learn from itself.
+OWN_ALERTNAMES = r"^CoreDNSAnomaly"
 
 _MATCHER = re.compile(
     r'\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*'

@@ -33,8 +33,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from coredns_anomaly.webhook.coop import Offload, native_local_class
-from coredns_anomaly.webhook.labels import ALL_INSTANCES, CLASS_RE, LabelRecord
-from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, match_all, parse_matchers
+from coredns_anomaly.webhook.labels import ALL_INSTANCES, CLASS_RE, LabelRecord, class_of_alert
+from coredns_anomaly.webhook.matchers import (
+    DEFAULT_WEAK_MATCHERS,
+    OWN_ALERTNAMES,
+    match_all,
+    parse_matchers,
+)
 from coredns_anomaly.webhook.schema import Alert, Delivery
 from coredns_anomaly.webhook.timefmt import parse_rfc3339, storage_key, utcnow
 
@@ -664,17 +669,9 @@ class AlertStore:
         self, instance: str = "", since: str = "", until: str = "", limit: int = 10_000
     ) -> list[RangeLabel]:
         """Marked ranges (of one instance, overlapping [since, until] storage keys), oldest first."""
-        clauses, params = [], []
-        if instance:
-            clauses.append("instance = ?")
-            params.append(instance)
-        if since:
-            clauses.append("end_at >= ?")
-            params.append(since)
-        if until:
-            clauses.append("start <= ?")
-            params.append(until)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where_given(
+            ("instance = ?", instance), ("end_at >= ?", since), ("start <= ?", until)
+        )
         rows = self.conn.execute(
             "SELECT id, instance, start, end_at, verdict, class, comment, author FROM range_labels"
             f" {where} ORDER BY start, id LIMIT ?",
@@ -688,7 +685,7 @@ class AlertStore:
         self,
         *,
         include_weak: bool = False,
-        own_alertnames: str = r"^CoreDNSAnomaly",
+        own_alertnames: str = OWN_ALERTNAMES,
         weak_matchers: str = DEFAULT_WEAK_MATCHERS,
         alertname: str = "",
         since: str = "",
@@ -705,19 +702,12 @@ class AlertStore:
         label's class. An alert still firing ends at the last time it was seen.
         """
         selects = parse_matchers(weak_matchers)
-        clauses, params = [], []
-        if not include_weak:
-            clauses.append("v.verdict IS NOT NULL")
-        if alertname:
-            clauses.append("o.alertname = ?")
-            params.append(alertname)
-        if since:
-            clauses.append("COALESCE(o.ends_at, o.last_seen) >= ?")
-            params.append(since)
-        if until:
-            clauses.append("o.starts_at <= ?")
-            params.append(until)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where_given(
+            ("o.alertname = ?", alertname),
+            ("COALESCE(o.ends_at, o.last_seen) >= ?", since),
+            ("o.starts_at <= ?", until),
+            always=() if include_weak else ("v.verdict IS NOT NULL",),
+        )
         rows = self.conn.execute(
             f"{_SELECT_OCCURRENCES} {where} ORDER BY o.starts_at, o.fingerprint", params
         ).fetchall()
@@ -893,6 +883,16 @@ FROM occurrences o LEFT JOIN verdicts v USING (fingerprint, starts_at)
 """
 
 
+def _where_given(
+    *conditions: tuple[str, Any], always: tuple[str, ...] = ()
+) -> tuple[str, list[Any]]:
+    """A WHERE clause of the `always` conditions and of each (`sql ?`, value) whose value is
+    given (not empty), with its parameters; "" when there are none."""
+    given = [(sql, v) for sql, v in conditions if v]
+    clauses = [*always, *(sql for sql, _ in given)]
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), [v for _, v in given]
+
+
 def _where(f: AlertFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -952,7 +952,7 @@ def _label_record(o: Occurrence) -> LabelRecord:
         end=end,
         verdict=o.verdict if verified else "anomaly",
         source="verified" if verified else "weak",
-        anomaly_class=o.verdict_class if verified else _weak_class(o.alertname),
+        anomaly_class=o.verdict_class if verified else class_of_alert(o.alertname),
         alertname=o.alertname,
         fingerprint=o.fingerprint,
         comment=o.verdict_comment,
@@ -983,11 +983,6 @@ class RangeLabel:
             verdict=self.verdict, source="verified", anomaly_class=self.anomaly_class,
             alertname="", fingerprint=f"range-{self.id}", comment=self.comment,
         )  # fmt: skip
-
-
-def _weak_class(alertname: str) -> str:
-    """The alert name as a label class (CLASS_RE's alphabet; any other character becomes _)."""
-    return re.sub(r"[^A-Za-z0-9_.:-]", "_", alertname)[:64] or "anomaly"
 
 
 def since_key(spec: str, now: datetime | None = None) -> str:
