@@ -32,6 +32,7 @@ COPY training training
 COPY rules rules
 COPY webhook webhook
 COPY loop loop
+COPY lab lab
 RUN --mount=type=cache,target=/root/.cache/pip \
     scripts/install-runtime.sh --venv /opt/venv /src
 

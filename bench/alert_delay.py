@@ -20,6 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
+from coredns_anomaly.lab.faults import FAULT_CLASSES
 from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import (
     OURS,
@@ -30,7 +31,6 @@ from coredns_anomaly.loop.run import (
     play,
 )
 from coredns_anomaly.loop.stack import Stack, StackSettings
-from coredns_anomaly.training.lab.faults import FAULT_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import requests
 
-from coredns_anomaly.training.lab import faults
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
+from coredns_anomaly.lab import faults
+from coredns_anomaly.lab.lab import Lab, LabSettings
 
 
 def main() -> None:

@@ -25,10 +25,10 @@ import threading
 import time
 from pathlib import Path
 
+from coredns_anomaly.lab import faults
 from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import OURS, Recorder, false_alarms
 from coredns_anomaly.loop.stack import Stack, StackSettings
-from coredns_anomaly.training.lab import faults
 from coredns_anomaly.training.report import poisson_upper
 
 ROOT = Path(__file__).resolve().parents[1]

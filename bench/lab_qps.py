@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
+from coredns_anomaly.lab.lab import Lab, LabSettings
 
 
 def dnsperf_max(lab: Lab, seconds: int) -> dict:

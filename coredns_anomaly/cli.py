@@ -15,6 +15,7 @@ from coredns_anomaly import __version__
 
 # Role modules that contribute subcommands; each exposes register(subparsers).
 ROLE_CLIS = (
+    "coredns_anomaly.lab.cli",
     "coredns_anomaly.training.cli",
     "coredns_anomaly.exporter.cli",
     "coredns_anomaly.rules.cli",

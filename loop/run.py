@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from coredns_anomaly.training.lab import faults
+from coredns_anomaly.lab import faults
 
 from .stack import Stack
 

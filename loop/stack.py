@@ -21,8 +21,8 @@ from typing import Any
 import requests
 import yaml
 
-from coredns_anomaly.training.lab import processes
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
+from coredns_anomaly.lab import processes
+from coredns_anomaly.lab.lab import Lab, LabSettings
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from coredns_anomaly.webhook.matchers import (
 ENV_PREFIX = "COREDNS_ANOMALY_WEBHOOK_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
-# The model's fault classes (training/lab/faults.py FAULT_CLASSES; a test keeps the two
+# The model's fault classes (lab/faults.py FAULT_CLASSES; a test keeps the two
 # equal): a verdict class the model knows can train it; any other name is still accepted.
 DEFAULT_CLASSES = (
     "upstream_latency",

@@ -171,7 +171,7 @@ def run_healthcheck(**env) -> int:
 
 
 def test_healthcheck_script(health_server):
-    from coredns_anomaly.training.lab.processes import free_port
+    from coredns_anomaly.lab.processes import free_port
 
     ok, failing, closed = health_server(200), health_server(500), free_port()
     # One image, either role: healthy if any probed port answers 200.

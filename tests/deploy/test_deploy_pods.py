@@ -17,7 +17,7 @@ import pytest
 import yaml
 from deploy_testlib import DEPLOY, ROOT, container
 
-from coredns_anomaly.training.lab import processes
+from coredns_anomaly.lab import processes
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "coredns-anomaly")

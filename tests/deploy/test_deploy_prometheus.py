@@ -64,7 +64,7 @@ def shard_job(template: dict, i: int, n: int, sd_file: Path) -> dict:
 
 @pytest.mark.integration
 def test_real_prometheus_hashmod_keeps_what_the_exporter_owns(tmp_path):
-    from coredns_anomaly.training.lab import processes
+    from coredns_anomaly.lab import processes
 
     # Loopback only: nothing listens there and the long interval means no scrape is attempted
     # before the test reads the target lists (the targets being down does not matter).

@@ -223,7 +223,7 @@ def load_prom_helper():
 @pytest.fixture
 def real_coredns(tmp_path):
     """The pinned real CoreDNS (.tools/bin/coredns) with whoami and prometheus on loopback."""
-    from coredns_anomaly.training.lab import processes
+    from coredns_anomaly.lab import processes
 
     binary = processes.find_binary("coredns")
     dns, mport = processes.free_port(), processes.free_port()
@@ -257,7 +257,7 @@ def real_coredns(tmp_path):
 def test_prometheus_source_with_real_prometheus_and_real_coredns(tmp_path, real_coredns, make_exporter):  # fmt: skip
     from exporter_testlib import copy_model
 
-    from coredns_anomaly.training.lab import processes
+    from coredns_anomaly.lab import processes
 
     # The shipped model's window (W steps of ~2 s) could need a minute of Prometheus history
     # before warm_up; a copy with a 0.25 s step (metadata only: same weights, same W), scraped

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from coredns_anomaly.training.lab import faults
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
+from coredns_anomaly.lab import faults
+from coredns_anomaly.lab.lab import Lab, LabSettings
 
 
 def pytest_collection_modifyitems(items):

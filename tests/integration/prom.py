@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from coredns_anomaly.training.lab import processes
+from coredns_anomaly.lab import processes
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -10,10 +10,10 @@ import pytest
 
 from coredns_anomaly.cli import main as cli
 from coredns_anomaly.exporter.features import FEATURE_NAMES
+from coredns_anomaly.lab import faults, processes
+from coredns_anomaly.lab.lab import Lab, LabSettings
 from coredns_anomaly.training import dataset as ds_mod
 from coredns_anomaly.training.featurize import featurize
-from coredns_anomaly.training.lab import faults, processes
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
 
 from .prom import self_signed_cert, start_prometheus
 

@@ -16,9 +16,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from coredns_anomaly.lab import faults, processes
+from coredns_anomaly.lab.lab import Lab, LabSettings
 from coredns_anomaly.loop.demo import warm_up_seconds
-from coredns_anomaly.training.lab import faults, processes
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULT = ("upstream_servfail", 0.8)

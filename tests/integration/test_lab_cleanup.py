@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
+from coredns_anomaly.lab.lab import Lab, LabSettings
 
 
 def alive(pid: int) -> bool:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coredns_anomaly.training.lab import catalog, coredns, faults, traffic
-from coredns_anomaly.training.lab.presets import PRESETS, environment_card
+from coredns_anomaly.lab import catalog, coredns, faults, traffic
+from coredns_anomaly.lab.presets import PRESETS, environment_card
 
 PORTS = {"dns": 1053, "metrics": 9153, "health": 8080, "ready": 8181}
 ZONES = Path("/lab/zones")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coredns_anomaly.training.lab import faults, traffic
-from coredns_anomaly.training.lab.lab import Lab, LabSettings
+from coredns_anomaly.lab import faults, traffic
+from coredns_anomaly.lab.lab import Lab, LabSettings
 
 
 @pytest.mark.integration

@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from coredns_anomaly.training.lab import faults
+from coredns_anomaly.lab import faults
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import collections
 import dns.message
 import pytest
 
-from coredns_anomaly.training.lab import catalog, traffic
+from coredns_anomaly.lab import catalog, traffic
 
 
 def test_short_names_walk_the_search_path_first():

@@ -248,7 +248,7 @@ def test_the_verdict_form_starts_from_the_models_guess_unless_it_is_unknown(clie
 
 
 def test_the_suggested_classes_are_the_models():
-    from coredns_anomaly.training.lab.faults import FAULT_CLASSES
+    from coredns_anomaly.lab.faults import FAULT_CLASSES
     from coredns_anomaly.webhook.config import DEFAULT_CLASSES
 
     assert DEFAULT_CLASSES == FAULT_CLASSES

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from coredns_anomaly.lab import processes
+
 from ..dataset import Dataset
-from ..lab import processes
 from ..openmetrics import write_openmetrics
 
 JOB = "coredns"

@@ -53,7 +53,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def find_binary(name: str, env_var: str | None = None) -> str:
     """Locate a tool or say exactly how to get it."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     candidates = [os.environ.get(env_var or "", ""), str(root / ".tools" / "bin" / name)]
     for c in candidates:
         if c and os.access(c, os.X_OK):

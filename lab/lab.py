@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import dataset as ds_mod
+from coredns_anomaly.training import dataset as ds_mod
+
 from . import catalog as cat_mod
 from . import faults, processes, traffic
 from .coredns import CoreDNSServer, FrontConfig, coredns_version, upstream_corefile, write_zones

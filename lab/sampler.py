@@ -17,7 +17,7 @@ import pandas as pd
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..dataset import format_labels
+from coredns_anomaly.training.dataset import format_labels
 
 log = logging.getLogger(__name__)
 
