@@ -27,6 +27,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scripts/install-runtime.sh scripts/
 COPY coredns_anomaly coredns_anomaly
+COPY contracts contracts
 COPY exporter exporter
 COPY training training
 COPY rules rules

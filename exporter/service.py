@@ -354,12 +354,12 @@ class Exporter:
 def sibling_bundle_for(model_dir: Path, interval: float) -> Path | None:
     """The bundle beside `model_dir` (models/step15, models/step30, ...) with the shortest step
     that is not shorter than Prometheus' scrape interval, to name in the refusal."""
-    from .bundle import read_meta
+    from coredns_anomaly.contracts.bundle import BundleMeta
 
     best: tuple[float, Path] | None = None
     for meta_path in sorted(model_dir.resolve().parent.glob("*/model.json")):
         try:
-            step = float(read_meta(meta_path)["step_seconds"])
+            step = BundleMeta.read(meta_path).step_seconds
         except Exception:  # noqa: BLE001 (any unreadable bundle is simply not suggested)
             continue
         if step * 1.2 >= interval and (best is None or step < best[0]):

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from coredns_anomaly.exporter.bundle import BundleError, meta_field, read_meta
+from coredns_anomaly.contracts.bundle import BundleError, BundleMeta
 
 
 class RulesError(ValueError):
@@ -41,42 +41,37 @@ class ModelFacts:
 
 
 def load_model_facts(bundle: str | Path) -> ModelFacts:
-    """Read model.json of a bundle directory (or the file itself)."""
+    """Read model.json of a bundle directory (or the file itself), through the bundle
+    contract's reader: the exporter reads the same fields by the same rules. The rules also
+    need the test split's median delay (for the rule file's header), which `coredns-anomaly
+    train` records and the contract leaves optional."""
     path = Path(bundle)
     if path.is_dir():
         path = path / "model.json"
     if not path.is_file():
         raise RulesError(f"{path} not found: --model takes a bundle directory with model.json")
     try:
-        meta = read_meta(path)
-        delay = meta_field(meta, "evaluation.test.median_delay_steps", path)
-        facts = ModelFacts(
-            kind=str(meta_field(meta, "model_kind", path)),
-            sha256=str(meta_field(meta, "sha256", path)),
-            step_seconds=float(meta_field(meta, "step_seconds", path)),
-            window=int(meta_field(meta, "window", path)),
-            debounce_steps=int(meta_field(meta, "decision_debounce_steps", path)),
-            threshold=float(meta_field(meta, "decision.threshold", path)),
-            median_delay_steps=0.0 if delay is None else float(delay),
-            anomaly_types=tuple(str(n) for n in meta_field(meta, "anomaly_types.names", path)),
-            feature_names=tuple(str(n) for n in meta_field(meta, "feature_names", path)),
-            clear_steps=int(meta.get("decision_clear_steps") or 1),
-        )
+        meta = BundleMeta.read(path)
+        delay = meta.info_field("evaluation.test.median_delay_steps", path)
+        if delay is None:  # the model detected nothing on the test split
+            delay = 0.0
+        elif isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise BundleError(
+                f"{path}: a field has the wrong type: `evaluation.test.median_delay_steps` is "
+                f"{delay!r:.40}, must be a number"
+            )
+        delay = float(delay) if abs(delay) < 1e300 else math.inf
     except BundleError as exc:
         raise RulesError(str(exc)) from None
-    except (TypeError, ValueError) as exc:
-        raise RulesError(f"{path}: a field has the wrong type: {exc}") from None
-    problems = []
-    if not (math.isfinite(facts.step_seconds) and facts.step_seconds > 0):
-        problems.append(f"step_seconds {facts.step_seconds} is not positive")
-    if facts.window < 1 or facts.debounce_steps < 1:
-        problems.append("window and decision_debounce_steps must be >= 1")
-    if not (math.isfinite(facts.threshold) and facts.threshold > 0):
-        problems.append(f"decision.threshold {facts.threshold} is not positive")
-    if not facts.feature_names:
-        problems.append("feature_names is empty")
-    if len(facts.sha256) != 64:
-        problems.append("sha256 is not a 64-digit hex digest")
-    if problems:
-        raise RulesError(f"{path}: " + "; ".join(problems))
-    return facts
+    return ModelFacts(
+        kind=meta.model_kind,
+        sha256=meta.sha256,
+        step_seconds=meta.step_seconds,
+        window=meta.window,
+        debounce_steps=meta.debounce_steps,
+        threshold=meta.threshold,
+        median_delay_steps=delay,
+        anomaly_types=meta.anomaly_types.names,
+        feature_names=meta.feature_names,
+        clear_steps=meta.clear_steps,
+    )

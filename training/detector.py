@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exporter.bundle import nearest_types
+from ..contracts.names import FALSE_ALARM
+from ..exporter.bundle import nearest_types, type_profile
 from ..exporter.suppress import Suppression
 from ..exporter.suppress import learn as learn_suppression
 from .series import NORMAL, Scaler, Series, Windows, make_windows, typical_step
@@ -199,10 +200,10 @@ class AnomalyDetector:
         # supervised kinds they are also hard negatives that steer early stopping and the
         # threshold. The autoencoder trains on them as on any normal window, no more: weighing
         # them up taught it to rebuild the faults that resemble them (bench/verdict_loop.py).
-        hard = tr.subset(tr.sources == "false_alarm")
+        hard = tr.subset(tr.sources == FALSE_ALARM)
         judged = hard
         if va is not tr:
-            judged = Windows.concat([hard, va.subset(va.sources == "false_alarm")])
+            judged = Windows.concat([hard, va.subset(va.sources == FALSE_ALARM)])
         if len(hard) and self.kind != "autoencoder":
             va = Windows.concat([va, hard])
         self._fit(tr, number_of_iterations, batch_size, va)
@@ -276,12 +277,25 @@ class AnomalyDetector:
         return evaluate_predictions(self.predict(data), self.step_seconds or 1.0, debounce_steps)
 
     def export(
-        self, path: str | Path, extra: dict | None = None, sample: np.ndarray | None = None
+        self,
+        path: str | Path,
+        *,
+        debounce_steps: int = 1,
+        clear_steps: int = 1,
+        info: dict | None = None,
+        sample: np.ndarray | None = None,
     ) -> Path:
-        """Write the TFLite bundle; `sample` windows check TFLite against Keras (<= 1e-5)."""
+        """Write the TFLite bundle; `sample` windows check TFLite against Keras (<= 1e-5).
+
+        `debounce_steps`: the debounce the threshold was chosen with (1: the detector's own
+        rules, tuned step by step); `clear_steps`: calm steps that end an anomaly
+        (contracts.bundle.clear_steps for the step); `info`: informational sections."""
         from .export import export_bundle
 
-        return export_bundle(self, Path(path), extra or {}, sample)
+        return export_bundle(
+            self, Path(path), debounce_steps=debounce_steps, clear_steps=clear_steps,
+            info=info, sample=sample,
+        )  # fmt: skip
 
     # -- persistence --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -473,9 +487,6 @@ class AnomalyDetector:
         return np.asarray(nearest_types(prof, names, C, radius), object)
 
 
-TYPE_PROFILE_STEPS = 3
-
-
 def judged_episodes(w: Windows) -> np.ndarray:
     """An episode id per judged window: a new one where the instance changes or time jumps
     (more than three typical steps), i.e. one per false alarm an engineer judged."""
@@ -510,22 +521,12 @@ def unknown_radius(centroids: dict[str, list[float]], va: Windows) -> float | No
     return float(max(np.quantile(d, KNOWN_TYPE_COVERAGE), 1e-6))
 
 
-def type_profile(X: np.ndarray) -> np.ndarray:
-    """Where the likely anomaly type is read: the signed z-scores of the last steps.
-
-    Nearest class centroid in this space beat the classifier's and siamese's embeddings on
-    type accuracy (their embeddings are trained to separate normal from anomalous, not
-    classes), and it needs no model output, so every model kind shares it.
-    """
-    return X[:, -TYPE_PROFILE_STEPS:, :].mean(axis=1)
-
-
 HARD_NEGATIVE_WEIGHT = 10.0
 
 
 def hard_negative_weights(sources: np.ndarray) -> np.ndarray:
     """HARD_NEGATIVE_WEIGHT for windows engineers marked as false alarms, else 1."""
-    return np.where(sources == "false_alarm", HARD_NEGATIVE_WEIGHT, 1.0).astype(np.float32)
+    return np.where(sources == FALSE_ALARM, HARD_NEGATIVE_WEIGHT, 1.0).astype(np.float32)
 
 
 def sample_weights(w: Windows) -> np.ndarray:

@@ -1,14 +1,15 @@
-"""The model bundle (contract: docs/exporter.md, exporter/bundle.py): model.tflite + model.json with its sha256.
+"""The model bundle (contract: contracts/bundle.py, docs/exporter.md): model.tflite + model.json.
 
 Conversion uses TFLite builtins only, so a graph that would need Flex (Select TF) ops fails
-here, at export, instead of at the exporter. Before writing, the TFLite model must match
-Keras within 1e-5 at batch 1 and after resizing to a larger batch.
+here, at export, instead of at the exporter. Before writing, the TFLite model, run by the
+exporter's own interpreter wrapper (exporter/runtime.py Runtime), must match Keras within 1e-5
+at batch 1 and after resizing to a larger batch. model.json is written by the contract's one
+writer (BundleMeta.write).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from coredns_anomaly import __version__
+from coredns_anomaly.contracts.bundle import AnomalyTypes, BundleMeta, json_default
+
+from ..exporter.features import EVIDENCE
+from ..exporter.runtime import OUTPUTS, Runtime
 
 if TYPE_CHECKING:
     from .detector import AnomalyDetector
 
-SCHEMA_VERSION = 2
+__all__ = ["ExportError", "convert", "export_bundle", "json_default", "litert_outputs", "verify"]
+
 MAX_ABS_DIFF = 1e-5
-OUTPUTS = ("score", "embedding", "contributions")
 
 
 class ExportError(RuntimeError):
@@ -46,21 +51,18 @@ def convert(serving) -> bytes:
 
 
 def litert_outputs(flat: bytes, X: np.ndarray) -> dict[str, np.ndarray]:
-    """Run the flatbuffer in LiteRT (what the exporter runs), resizing to X's batch."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - tflite-runtime installs
-        from tflite_runtime.interpreter import Interpreter
-    it = Interpreter(model_content=flat)
-    runner = it.get_signature_runner("serving_default")
-    return {k: np.asarray(v) for k, v in runner(window=X.astype(np.float32)).items()}
+    """Run the flatbuffer as the exporter runs it (exporter/runtime.py) on the windows X."""
+    return Runtime(flat, X.shape[1], X.shape[2]).run(X)
 
 
 def verify(flat: bytes, serving, X: np.ndarray) -> dict[str, float]:
+    """Keras vs the exporter's Runtime at batch 1, then resized to a larger batch (one Runtime,
+    as the exporter resizes its interpreter when the number of ready targets changes)."""
+    runtime = Runtime(flat, X.shape[1], X.shape[2])
     diffs = {}
     for name, batch in (("batch1", X[:1]), ("batch_resized", X[: max(2, min(len(X), 64))])):
         keras_out = serving.predict(batch, verbose=0)
-        lite = litert_outputs(flat, batch)
+        lite = runtime.run(batch)
         diffs[name] = max(
             float(np.max(np.abs(np.asarray(keras_out[k]) - lite[k]))) for k in OUTPUTS
         )
@@ -73,8 +75,17 @@ def verify(flat: bytes, serving, X: np.ndarray) -> dict[str, float]:
 
 
 def export_bundle(
-    det: AnomalyDetector, path: Path, extra: dict[str, Any], sample: np.ndarray | None = None
+    det: AnomalyDetector,
+    path: Path,
+    *,
+    debounce_steps: int,
+    clear_steps: int,
+    info: dict[str, Any] | None = None,
+    sample: np.ndarray | None = None,
 ) -> Path:
+    """Write the bundle at `path`. `debounce_steps` and `clear_steps` are the decision's (the
+    detector's threshold was chosen with that debounce); `info` adds informational sections
+    (evaluation, training_data, fit, ...), never a field the contract types."""
     import keras
     import tensorflow as tf
 
@@ -86,52 +97,58 @@ def export_bundle(
     diffs = verify(flat, serving, sample)
     path.mkdir(parents=True, exist_ok=True)
     (path / "model.tflite").write_bytes(flat)
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "model_kind": det.kind,
-        "feature_names": list(det.feature_names),
-        "window": det.window,
-        "step_seconds": det.step_seconds,
-        "input": det.scaler.to_dict(),
-        "inputs": {"window": [None, det.window, len(det.feature_names)]},
-        "outputs": {
-            "score": "raw anomaly score, higher is more anomalous",
-            "embedding": "latent/embedding vector for anomaly type (nearest centroid)",
-            "contributions": "per-feature contribution to the score (explanation)",
-        },
-        "decision": {
+    suppression = det.suppression()
+    meta = BundleMeta(
+        model_kind=det.kind,
+        feature_names=tuple(det.feature_names),
+        window=det.window,
+        step_seconds=det.step_seconds,
+        sha256=hashlib.sha256(flat).hexdigest(),
+        threshold=det.threshold,
+        debounce_steps=debounce_steps,
+        clear_steps=clear_steps,
+        baseline=det.scaler.spec.to_dict(),
+        evidence=EVIDENCE.to_dict(),  # featurize's FeatureState reads with it
+        anomaly_types=AnomalyTypes(
+            tuple(det.type_centroids),
+            tuple(tuple(c) for c in det.type_centroids.values()),
+            det.type_radius if det.type_radius is not None else float("inf"),
+        ),
+        suppression=suppression.to_dict() if suppression else None,
+        decision={
             "normalised_score": "score / threshold; >= 1 means anomalous",
-            "threshold": det.threshold,
             "alternatives": det.thresholds,
             "rule": det.rule,
             "rules": det.threshold_rules,
             "ae_score": det.ae_score if det.kind == "autoencoder" else None,
         },
-        "explanation": "reconstruction_error" if det.kind == "autoencoder" else "abs_zscore_last_step",
-        "suppression": (lambda s: s.to_dict() if s else None)(det.suppression()),
-        "anomaly_types": {"names": list(det.type_centroids), "centroids": list(det.type_centroids.values())}
-        | ({} if det.type_radius is None else {"unknown_beyond": det.type_radius}),
-        "hyperparameters": {"window": det.window, "filters": det.filters, "latent": det.latent, "learning_rate": det.learning_rate, "seed": det.seed},
-        "train_info": det.train_info,
-        "export_check": {"max_abs_diff": diffs, "bound": MAX_ABS_DIFF},
-        "versions": {
-            "project": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+        versions={
+            "project": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
             "python": platform.python_version(),
-        },
-        "sha256": hashlib.sha256(flat).hexdigest(),
-    }  # fmt: skip
-    for k, v in extra.items():
-        meta.setdefault(k, v)
-    (path / "model.json").write_text(
-        json.dumps(meta, indent=1, sort_keys=True, default=json_default) + "\n"
+        },  # fmt: skip
+        info={
+            "inputs": {"window": [None, det.window, len(det.feature_names)]},
+            "outputs": {
+                "score": "raw anomaly score, higher is more anomalous",
+                "embedding": "latent/embedding vector for anomaly type (nearest centroid)",
+                "contributions": "per-feature contribution to the score (explanation)",
+            },
+            "explanation": (
+                "reconstruction_error" if det.kind == "autoencoder" else "abs_zscore_last_step"
+            ),
+            "hyperparameters": {
+                "window": det.window,
+                "filters": det.filters,
+                "latent": det.latent,
+                "learning_rate": det.learning_rate,
+                "seed": det.seed,
+            },  # fmt: skip
+            "train_info": det.train_info,
+            "export_check": {"max_abs_diff": diffs, "bound": MAX_ABS_DIFF},
+        }
+        | (info or {}),
     )
+    meta.write(path / "model.json")
     return path
-
-
-def json_default(o):
-    """numpy scalars and arrays as plain JSON (model.json, results.json)."""
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ..contracts.bundle import clear_steps
 from ..exporter.baseline import BaselineSpec
-from ..exporter.bundle import clear_steps
 from . import evt, inject
 from .series import NORMAL, Series, attach_baseline, episodes
 
@@ -460,11 +460,9 @@ def fit(
     det.export(
         out,
         sample=sample if len(sample) else None,
-        extra={
-            "decision_debounce_steps": cfg.debounce_steps,
-            "decision_clear_steps": clear_steps(step),
-            "fit": _slim(summary),
-        },
+        debounce_steps=cfg.debounce_steps,
+        clear_steps=clear_steps(step),
+        info={"fit": _slim(summary)},
     )
     det.save(out / "keras")
     summary["bundle"] = str(out)

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..exporter.bundle import clear_steps
+from ..contracts.bundle import clear_steps
+from ..exporter.bundle import type_profile
 from . import dataset as ds_mod
-from .detector import AnomalyDetector, Predictions, as_series, type_profile
+from .detector import AnomalyDetector, Predictions, as_series
 from .evaluate import (
     best_f1_threshold,
     debounce_by_instance,
@@ -671,9 +672,9 @@ def run(
     det.export(
         bundle_out,
         sample=sample,
-        extra=        {
-            "decision_debounce_steps": chosen.debounce,
-            "decision_clear_steps": clear_steps(step),
+        debounce_steps=chosen.debounce,
+        clear_steps=clear_steps(step),
+        info={
             "training_data": {"datasets": [{"path": str(p), "meta": {k: ds.meta.get(k) for k in ("coredns_version", "seed", "preset", "step_seconds", "recorded_from")}} for p, ds in zip(datasets, loaded, strict=True)], "label_files": results["label_files"]},
             "evaluation": {"test": _slim(results["models"][chosen.kind]), "validation": _slim(chosen.val), "held_out_classes": list(held_out), "debounced": True},
             "versions_coredns": sorted({str(ds.meta.get("coredns_version")) for ds in loaded}),

@@ -17,13 +17,14 @@ your step instead.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import shutil
 from pathlib import Path
 
+from ..contracts.bundle import clear_steps
 from ..exporter.baseline import BaselineSpec
-from ..exporter.bundle import clear_steps, load_bundle, read_meta
+from ..exporter.bundle import load_bundle
 
 # An alarm at a slow step needs at least this long above the threshold: 3 steps at 15 s, 2 at
 # 30 s. With 30 s (2 steps at 15 s, 1 at 30 s) single blips just over the threshold alarmed: 13
@@ -39,25 +40,31 @@ def restep(src: Path, step: float, out: Path) -> Path:
     if not (math.isfinite(step) and step > 0):
         raise ValueError(f"step {step} must be a positive number of seconds")
     src_bundle = load_bundle(src)  # refuse a bad source before writing anything
-    meta = read_meta(src / "model.json")
+    meta = src_bundle.meta
     spec = BaselineSpec.for_step(step, src_bundle.n_features)
-    base = dict(meta["input"]["baseline"])
-    base.update(warmup_seconds=spec.warmup_seconds, location_seconds=spec.location_seconds)
-    debounce_s = max(CONFIRM_SECONDS, src_bundle.debounce_steps * src_bundle.step_seconds)
-    meta["input"]["baseline"] = base
-    meta["decision_debounce_steps"] = max(1, math.ceil(debounce_s / step - 1e-9))
-    meta["decision_clear_steps"] = clear_steps(step)
-    meta["restepped_from"] = {
-        "sha256": meta.get("sha256"),
-        "step_seconds": src_bundle.step_seconds,
-        "decision_debounce_steps": src_bundle.debounce_steps,
-    }
-    meta["step_seconds"] = float(step)
+    baseline = dict(meta.baseline)
+    baseline.update(warmup_seconds=spec.warmup_seconds, location_seconds=spec.location_seconds)
+    debounce_s = max(CONFIRM_SECONDS, meta.debounce_steps * meta.step_seconds)
+    meta = dataclasses.replace(
+        meta,
+        step_seconds=float(step),
+        baseline=baseline,
+        debounce_steps=max(1, math.ceil(debounce_s / step - 1e-9)),
+        clear_steps=clear_steps(step),
+        info=meta.info
+        | {
+            "restepped_from": {
+                "sha256": meta.sha256,
+                "step_seconds": meta.step_seconds,
+                "decision_debounce_steps": meta.debounce_steps,
+            }
+        },
+    )
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
-    (tmp / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+    meta.write(tmp / "model.json")
     load_bundle(tmp)
     if out.exists():
         shutil.rmtree(out)

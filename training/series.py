@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..contracts.bundle import NORMALIZATION
+from ..contracts.names import FALSE_ALARM
 from ..exporter.baseline import BaselineSpec, Replay, replay
+from ..exporter.bundle import windows_ok
 from ..exporter.features import EVIDENCE
 
 NORMAL = "normal"
@@ -72,7 +75,7 @@ def kept_out_of_baseline(s: Series) -> np.ndarray:
     marked as false alarms (the exporter was alarming there, so it kept them out). Learning the
     false alarms in replay would fold the benign pattern into the baseline, and the model
     would be taught on inputs the exporter never serves."""
-    return (s.labels != NORMAL) | (s.label_source == "false_alarm")
+    return (s.labels != NORMAL) | (s.label_source == FALSE_ALARM)
 
 
 def attach_baseline(s: Series, spec: BaselineSpec | None = None) -> Series:
@@ -163,7 +166,7 @@ class Scaler:
 
     def to_dict(self) -> dict:
         return {
-            "normalization": "instance_baseline",
+            "normalization": NORMALIZATION,
             "baseline": self.spec.to_dict(),
             "evidence": EVIDENCE.to_dict(),  # featurize's FeatureState reads with it
         }
@@ -177,13 +180,12 @@ def make_windows(
     series: list[Series],
     window: int,
     scaler: Scaler,
-    max_missing: float = 0.5,
     exclude_classes: tuple[str, ...] = (),
 ) -> Windows:
     """Every window of `window` steps inside each series (never across series or splits).
 
-    Windows whose last step is missing (target down) or that are mostly missing are dropped:
-    the exporter publishes no score for those either; so are windows while the instance's
+    Windows the exporter does not score are dropped, by its rule (exporter/bundle.py
+    `windows_ok`: the last step present, most steps present); so are windows while the instance's
     baseline is still learning (the exporter never alarms then). Windows touching any step of
     `exclude_classes` are dropped too (leave-classes-out: never seen, not even as context).
     """
@@ -194,10 +196,9 @@ def make_windows(
         if s.baseline is None or s.baseline.spec != scaler.spec:
             attach_baseline(s, scaler.spec)
         assert s.baseline is not None
-        missing = np.isnan(s.X).all(axis=1)
+        missing = np.isnan(s.X).all(axis=1)  # the target was down: no row (engine.push)
         idx = np.arange(window - 1, len(s.X))
-        miss_frac = np.convolve(missing.astype(float), np.ones(window), "valid") / window
-        keep = ~missing[idx] & (miss_frac <= max_missing) & s.baseline.warm[idx]
+        keep = windows_ok(missing, window) & s.baseline.warm[idx]
         anomalous = (s.labels != NORMAL).astype(float)
         touched = np.convolve(anomalous, np.ones(window), "valid") > 0
         if exclude_classes:
@@ -260,7 +261,7 @@ def time_split(
     return Split(tr, va, te)
 
 
-USER_SOURCES = ("verified", "false_alarm", "weak")
+USER_SOURCES = ("verified", FALSE_ALARM, "weak")
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from exporter_testlib import Timeline, metrics_text, prefill
 
-from coredns_anomaly.exporter.bundle import CLEAR_SECONDS, clear_steps
+from coredns_anomaly.contracts.bundle import CLEAR_SECONDS, clear_steps
 from coredns_anomaly.exporter.engine import Observation
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coredns_anomaly.exporter.bundle import clear_steps, load_bundle
+from coredns_anomaly.contracts.bundle import clear_steps
+from coredns_anomaly.exporter.bundle import load_bundle
 from coredns_anomaly.training.restep import CONFIRM_SECONDS, restep
 
 ROOT = Path(__file__).resolve().parents[2]

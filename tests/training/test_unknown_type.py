@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from coredns_anomaly.exporter.bundle import UNKNOWN_TYPE, nearest_types
+from coredns_anomaly.contracts.names import UNKNOWN_TYPE
+from coredns_anomaly.exporter.bundle import nearest_types
 from coredns_anomaly.training.detector import AnomalyDetector
 
 

@@ -1,0 +1,11 @@
+"""What the roles hand each other, defined once: every role imports it, none repeats it.
+
+- ``bundle``: the model bundle's card, model.json, as a typed, versioned ``BundleMeta`` with one
+  writer (training) and one reader (the exporter and the rules generator).
+- ``names``: the exporter's series names, the alert-name prefix, the fault classes, the type
+  the exporter gives an unknown anomaly, the verdicts engineers record.
+- ``errors``: the base class of errors about such a hand-over.
+
+Stdlib only, so that any role (the exporter, the webhook, the rules generator, training)
+imports it without pulling in another role's dependencies.
+"""
