@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from coredns_anomaly.contracts import names as N
+
 if TYPE_CHECKING:
     from .engine import Engine
     from .service import Exporter
 
-P = "coredns_anomaly"
 # Scores are withheld once the last completed step is older than this many model steps plus
 # that step's own duration (a slow but working exporter keeps its scores).
 STALE_STEPS = 3
@@ -55,37 +56,37 @@ def build_snapshot(engine: Engine) -> Snapshot:
     """The per-target series of the engine as it is now (call with the step's lock held)."""
 
     def g(n: str, d: str, labels: tuple[str, ...] = ("instance",)) -> GaugeMetricFamily:
-        return GaugeMetricFamily(f"{P}{n}", d, labels=list(labels))
+        return GaugeMetricFamily(n, d, labels=list(labels))
 
-    anomaly = g("", "1 while the model calls the latest window anomalous, else 0")
-    score = g("_score", "anomaly score normalised so that >= 1 is anomalous")
+    anomaly = g(N.ANOMALY, "1 while the model calls the latest window anomalous, else 0")
+    score = g(N.SCORE, "anomaly score normalised so that >= 1 is anomalous")
     typ = g(
-        "_type", "likely anomaly class (nearest centroid), 1 while anomalous", ("instance", "type")
+        N.TYPE, "likely anomaly class (nearest centroid), 1 while anomalous", ("instance", "type")
     )
     contrib = g(
-        "_feature_contribution",
+        N.FEATURE_CONTRIBUTION,
         "top features driving the score while anomalous",
         ("instance", "feature"),
     )
-    fill = g("_window_fill_ratio", "steps in the window / window length (warm-up)")
+    fill = g(N.WINDOW_FILL_RATIO, "steps in the window / window length (warm-up)")
     learning = g(
-        "_learning",
+        N.LEARNING,
         "1 while the exporter is still learning this instance's normal (no alarms), else 0",
     )
     missing = g(
-        "_feature_missing",
+        N.FEATURE_MISSING,
         "1 for each feature whose source metrics this instance's page lacks (not scored)",
         ("instance", "feature"),
     )
     held = g(
-        "_held_back",
+        N.HELD_BACK,
         "1 while the score is over 1 but the window looks like a false alarm engineers judged "
         "(no alarm; bundle suppression), else 0",
     )
-    up = g("_target_up", "1 if the last scrape of the target worked and parsed")
-    dur = g("_target_scrape_duration_seconds", "duration of the last scrape")
+    up = g(N.TARGET_UP, "1 if the last scrape of the target worked and parsed")
+    dur = g(N.TARGET_SCRAPE_DURATION_SECONDS, "duration of the last scrape")
     errors = CounterMetricFamily(
-        f"{P}_target_errors", "scrape and parse errors by reason", labels=["instance", "reason"]
+        N.TARGET_ERRORS_TOTAL, "scrape and parse errors by reason", labels=["instance", "reason"]
     )
     rows = []
     for name, st in sorted(engine.states.items()):
@@ -151,38 +152,38 @@ class ExporterCollector(Collector):
 
     def _health(self, x: Exporter, n_targets: int) -> Iterator:
         yield GaugeMetricFamily(
-            f"{P}_targets", "targets this replica owns (after sharding)", value=n_targets
+            N.TARGETS, "targets this replica owns (after sharding)", value=n_targets
         )
         last = x.engine.last if x.engine else None
         yield GaugeMetricFamily(
-            f"{P}_step_duration_seconds",
+            N.STEP_DURATION_SECONDS,
             "wall time of the last step (scrape + features + inference)",
             value=x.last_step_seconds,
         )
         yield GaugeMetricFamily(
-            f"{P}_inference_duration_seconds",
+            N.INFERENCE_DURATION_SECONDS,
             "wall time of the last batched invoke",
             value=last.inference if last else 0.0,
         )
-        yield CounterMetricFamily(f"{P}_steps", "steps run", value=x.steps)
+        yield CounterMetricFamily(N.STEPS_TOTAL, "steps run", value=x.steps)
         yield CounterMetricFamily(
-            f"{P}_step_overruns", "steps that took longer than the model's step", value=x.overruns
+            N.STEP_OVERRUNS_TOTAL, "steps that took longer than the model's step", value=x.overruns
         )
         reloads = CounterMetricFamily(
-            f"{P}_model_reloads", "model hot reloads (file change or SIGHUP)", labels=["result"]
+            N.MODEL_RELOADS_TOTAL, "model hot reloads (file change or SIGHUP)", labels=["result"]
         )
         for result in ("success", "failure"):
             reloads.add_metric([result], x.reloads[result])
         yield reloads
         yield GaugeMetricFamily(
-            f"{P}_model_last_reload_successful",
+            N.MODEL_LAST_RELOAD_SUCCESSFUL,
             "0 after a refused bundle, until a good one loads",
             value=1.0 if x.last_reload_ok else 0.0,
         )
         if x.engine:
             b = x.engine.bundle
             info = GaugeMetricFamily(
-                f"{P}_model_info",
+                N.MODEL_INFO,
                 "the loaded model bundle",
                 labels=["kind", "version", "sha256", "window", "step_seconds", "runtime"],
             )
@@ -192,7 +193,7 @@ class ExporterCollector(Collector):
             )
             yield info
             yield GaugeMetricFamily(
-                f"{P}_model_step_seconds",
+                N.MODEL_STEP_SECONDS,
                 "the model's step; rules derive `for:` from it",
                 value=b.step_seconds,
             )

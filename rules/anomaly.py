@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from coredns_anomaly.contracts import names as N
+
 from .model import ModelFacts, RulesError
 from .render import anchor, duration
 
@@ -68,13 +70,13 @@ def _runbook(o: Options, alert: str) -> str:
 
 def type_template(job: str) -> str:
     """Alert annotation: the exporter's likely anomaly type for this instance (the webhook shows it)."""
-    q = f"topk(1, coredns_anomaly_type{{job='{job}',instance='%s'}} == 1)"
+    q = f"topk(1, {N.TYPE}{{job='{job}',instance='%s'}} == 1)"
     return f'{{{{ with printf "{q}" $labels.instance | query }}}}{{{{ . | first | label "type" }}}}{{{{ else }}}}unknown{{{{ end }}}}'
 
 
 def features_template(job: str) -> str:
     """Alert annotation: the top features, comma-separated, largest contribution first."""
-    q = f"sort_desc(coredns_anomaly_feature_contribution{{job='{job}',instance='%s'}})"
+    q = f"sort_desc({N.FEATURE_CONTRIBUTION}{{job='{job}',instance='%s'}})"
     return (
         f'{{{{ range $i, $s := printf "{q}" $labels.instance | query }}}}'
         "{{ if $i }}, {{ end }}{{ $s.Labels.feature }}{{ end }}"
@@ -120,17 +122,17 @@ def anomaly_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
     rules = []
     for severity, level in (("warning", 1.0), ("critical", crit)):
         ann = {k: fill(fill(v, static), templates(o.job)) for k, v in ANOMALY_TEXT.items()}
-        ann["runbook_url"] = _runbook(o, "CoreDNSAnomaly")
+        ann["runbook_url"] = _runbook(o, N.ANOMALY_ALERT)
         # warning: the exporter's verdict alone (it already debounced, and it holds an anomaly
         # through short dips below 1, so the alert does not flap); critical: the score too,
         # kept firing over the same calm span the exporter waits before it clears
         above = "" if severity == "warning" else f" >= {level:g}"
         rule = {
-            "alert": "CoreDNSAnomaly",
-            "expr": f"coredns_anomaly_score{{{sel}}}{above}\n"
-            f"and\ncoredns_anomaly{{{sel}}} == 1\n"
+            "alert": N.ANOMALY_ALERT,
+            "expr": f"{N.SCORE}{{{sel}}}{above}\n"
+            f"and\n{N.ANOMALY}{{{sel}}} == 1\n"
             # an instance whose own normal is still being learned never alerts
-            f"unless on (job, instance)\ncoredns_anomaly_learning{{{sel}}} == 1",
+            f"unless on (job, instance)\n{N.LEARNING}{{{sel}}} == 1",
             "for": hold,
             "labels": {"severity": severity},
             "annotations": ann,
@@ -173,7 +175,7 @@ def meta_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
             "instances it judges have no anomaly verdicts.", o,
         ),
         _meta(
-            "CoreDNSAnomalyTargetDown", f"coredns_anomaly_target_up{{{j}}} == 0", "5m",
+            "CoreDNSAnomalyTargetDown", f"{N.TARGET_UP}{{{j}}} == 0", "5m",
             "The exporter cannot scrape CoreDNS @instance@.",
             "The exporter's scrapes of CoreDNS @instance@ fail (see "
             "coredns_anomaly_target_errors_total by reason); it publishes no score for it.", o,
@@ -181,7 +183,7 @@ def meta_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
         _meta(
             "CoreDNSAnomalyTargetUnwatched",
             f'up{{job="{o.coredns_job}"}} == 1\nunless on (instance)\n'
-            f"coredns_anomaly_target_up{{{j}}}",
+            f"{N.TARGET_UP}{{{j}}}",
             "10m",
             "CoreDNS @instance@ is not judged by any coredns-anomaly exporter.",
             f"Prometheus scrapes CoreDNS @instance@ (job {o.coredns_job}) but no "
@@ -189,7 +191,7 @@ def meta_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
         ),
         _meta(
             "CoreDNSAnomalyModelNotLoaded",
-            f"up{{{j}}} == 1\nunless on (job, instance)\ncoredns_anomaly_model_info{{{j}}}",
+            f"up{{{j}}} == 1\nunless on (job, instance)\n{N.MODEL_INFO}{{{j}}}",
             "5m",
             "The exporter @instance@ runs without a model.",
             "The exporter @instance@ answers scrapes but publishes no "
@@ -197,14 +199,14 @@ def meta_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
         ),
         _meta(
             "CoreDNSAnomalyModelReloadFailed",
-            f"coredns_anomaly_model_last_reload_successful{{{j}}} == 0", "0s",
+            f"{N.MODEL_LAST_RELOAD_SUCCESSFUL}{{{j}}} == 0", "0s",
             "The exporter @instance@ refused a new model bundle.",
             "The last hot reload on @instance@ failed; the exporter keeps judging "
             "with the previous bundle until a good one loads (its log names what is wrong).", o,
         ),
         _meta(
             "CoreDNSAnomalyRulesStale",
-            f'coredns_anomaly_model_info{{{j},sha256!="{m.sha256}"}}', "15m",
+            f'{N.MODEL_INFO}{{{j},sha256!="{m.sha256}"}}', "15m",
             "The exporter @instance@ runs another model than these rules were made for.",
             "The loaded bundle is @loaded@; these rules were generated for "
             f"{m.sha256}. Their critical level and `for:` come from the bundle: regenerate them "
@@ -212,8 +214,8 @@ def meta_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
         ),
         _meta(
             "CoreDNSAnomalyWindowsNotFilling",
-            f"coredns_anomaly_window_fill_ratio{{{j}}} < 1\nand\n"
-            f"coredns_anomaly_target_up{{{j}}} == 1",
+            f"{N.WINDOW_FILL_RATIO}{{{j}}} < 1\nand\n"
+            f"{N.TARGET_UP}{{{j}}} == 1",
             fill_hold,
             "The model's window for CoreDNS @instance@ stopped filling.",
             f"The window ({m.window} steps of {m.step_seconds:.3g} s) of CoreDNS "
@@ -223,8 +225,8 @@ def meta_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
         ),
         _meta(
             "CoreDNSAnomalyExporterOverloaded",
-            f"rate(coredns_anomaly_step_overruns_total{{{j}}}[5m])\n  /\n"
-            f"rate(coredns_anomaly_steps_total{{{j}}}[5m]) > 0.1",
+            f"rate({N.STEP_OVERRUNS_TOTAL}{{{j}}}[5m])\n  /\n"
+            f"rate({N.STEPS_TOTAL}{{{j}}}[5m]) > 0.1",
             "10m",
             "The exporter @instance@ cannot keep up with the model's step.",
             "@value@ of steps on @instance@ take longer "

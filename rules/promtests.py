@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from coredns_anomaly.contracts import names as N
+
 from .anomaly import ANOMALY_TEXT, Options, critical_score, fill, for_seconds, meta_rules
 from .classic import annotation_texts
 from .model import ModelFacts
@@ -93,30 +95,30 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
     n = len(scores)
     present = [None if f == 0 else 1 for f in flags]
     series = [
-        _series("coredns_anomaly_score", {**j, "instance": SICK}, scores),
-        _series("coredns_anomaly", {**j, "instance": SICK}, flags),
-        _series("coredns_anomaly_type", {**j, "instance": SICK, "type": kind}, present),
+        _series(N.SCORE, {**j, "instance": SICK}, scores),
+        _series(N.ANOMALY, {**j, "instance": SICK}, flags),
+        _series(N.TYPE, {**j, "instance": SICK, "type": kind}, present),
         _series(
-            "coredns_anomaly_score",
+            N.SCORE,
             {**j, "instance": HEALTHY},
             [0.2, 0.25] * (n // 2) + [0.2] * (n % 2),
         ),
-        _series("coredns_anomaly", {**j, "instance": HEALTHY}, [0] * n),
+        _series(N.ANOMALY, {**j, "instance": HEALTHY}, [0] * n),
         # still learning its own normal: its score is shown, but it never alerts
-        _series("coredns_anomaly_score", {**j, "instance": LEARNING}, [crit_score] * n),
-        _series("coredns_anomaly", {**j, "instance": LEARNING}, [1] * n),
-        _series("coredns_anomaly_learning", {**j, "instance": LEARNING}, [1] * n),
+        _series(N.SCORE, {**j, "instance": LEARNING}, [crit_score] * n),
+        _series(N.ANOMALY, {**j, "instance": LEARNING}, [1] * n),
+        _series(N.LEARNING, {**j, "instance": LEARNING}, [1] * n),
     ]
     for rank, f in enumerate(feats):
         vals = [None if p is None else round(4.0 - rank, 1) for p in present]
-        series.append(_series("coredns_anomaly_feature_contribution", {**j, "instance": SICK, "feature": f}, vals))  # fmt: skip
+        series.append(_series(N.FEATURE_CONTRIBUTION, {**j, "instance": SICK, "feature": f}, vals))  # fmt: skip
 
     def expected(severity: str, score: float) -> dict[str, Any]:
         static = {"kind": m.kind, "bundle": m.sha256[:12], "crit": f"{crit:g}", "hold": hold}
         values = {"instance": SICK, "value2": f"{score:.2f}", "value3": f"{score:.3f}",
                   "type": kind, "features": ", ".join(feats)}  # fmt: skip
         ann = {k: fill(fill(v, static), values) for k, v in ANOMALY_TEXT.items()}
-        ann["runbook_url"] = f"{o.runbook_url_base}#{anchor('CoreDNSAnomaly')}"
+        ann["runbook_url"] = f"{o.runbook_url_base}#{anchor(N.ANOMALY_ALERT)}"
         return _alert({**j, "instance": SICK, "severity": severity}, ann)
 
     def at(i: int) -> str:
@@ -125,16 +127,16 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
     warn = expected("warning", crit_score if k else warn_score)
     checks = [
         # the first anomalous evaluation: pending only while the `for:` hold runs
-        {"eval_time": at(2), "alertname": "CoreDNSAnomaly", "exp_alerts": [] if k else [warn]},
+        {"eval_time": at(2), "alertname": N.ANOMALY_ALERT, "exp_alerts": [] if k else [warn]},
         # warning fires; critical (pending since sample 3) not yet; the healthy one never
-        {"eval_time": at(2 + k), "alertname": "CoreDNSAnomaly", "exp_alerts": [warn]},
-        {"eval_time": at(3 + k), "alertname": "CoreDNSAnomaly",
+        {"eval_time": at(2 + k), "alertname": N.ANOMALY_ALERT, "exp_alerts": [warn]},
+        {"eval_time": at(3 + k), "alertname": N.ANOMALY_ALERT,
          "exp_alerts": [expected("warning", crit_score), expected("critical", crit_score)]},
         # the model calls the window normal again: the warning resolves at once, the critical
         # one after keep_firing_for
-        *({"eval_time": at(n - 2 - kept + i), "alertname": "CoreDNSAnomaly",
+        *({"eval_time": at(n - 2 - kept + i), "alertname": N.ANOMALY_ALERT,
            "exp_alerts": [expected("critical", crit_score)]} for i in range(kept)),
-        {"eval_time": at(n - 2), "alertname": "CoreDNSAnomaly", "exp_alerts": []},
+        {"eval_time": at(n - 2), "alertname": N.ANOMALY_ALERT, "exp_alerts": []},
     ]  # fmt: skip
     return {"interval": f"{INTERVAL}s", "input_series": series, "alert_rule_test": checks}
 
@@ -175,37 +177,37 @@ def meta_tests(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
                    [_series("up", e0, [1, 1] + _gauge(0, n - 2)), _series("up", e1, _gauge(1, n))],
                    [(e0, {"instance": EXPORTERS[0]})]),
         _meta_case(m, o, "CoreDNSAnomalyTargetDown",
-                   [_series("coredns_anomaly_target_up", {**j, "instance": SICK}, [1] + _gauge(0, n - 1)),
-                    _series("coredns_anomaly_target_up", {**j, "instance": HEALTHY}, _gauge(1, n))],
+                   [_series(N.TARGET_UP, {**j, "instance": SICK}, [1] + _gauge(0, n - 1)),
+                    _series(N.TARGET_UP, {**j, "instance": HEALTHY}, _gauge(1, n))],
                    [({**j, "instance": SICK}, {"instance": SICK})]),
         _meta_case(m, o, "CoreDNSAnomalyTargetUnwatched",
                    [_series("up", {"job": o.coredns_job, "instance": SICK}, _gauge(1, n)),
                     _series("up", {"job": o.coredns_job, "instance": HEALTHY}, _gauge(1, n)),
-                    _series("coredns_anomaly_target_up", {**j, "instance": HEALTHY}, _gauge(1, n))],
+                    _series(N.TARGET_UP, {**j, "instance": HEALTHY}, _gauge(1, n))],
                    [({"job": o.coredns_job, "instance": SICK}, {"instance": SICK})]),
         _meta_case(m, o, "CoreDNSAnomalyModelNotLoaded",
                    [_series("up", e0, _gauge(1, n)), _series("up", e1, _gauge(1, n)),
-                    _series("coredns_anomaly_model_info", {**e1, **info}, _gauge(1, n))],
+                    _series(N.MODEL_INFO, {**e1, **info}, _gauge(1, n))],
                    [(e0, {"instance": EXPORTERS[0]})]),
         _meta_case(m, o, "CoreDNSAnomalyModelReloadFailed",
-                   [_series("coredns_anomaly_model_last_reload_successful", e0, [1, 1] + _gauge(0, n - 2)),
-                    _series("coredns_anomaly_model_last_reload_successful", e1, _gauge(1, n))],
+                   [_series(N.MODEL_LAST_RELOAD_SUCCESSFUL, e0, [1, 1] + _gauge(0, n - 2)),
+                    _series(N.MODEL_LAST_RELOAD_SUCCESSFUL, e1, _gauge(1, n))],
                    [(e0, {"instance": EXPORTERS[0]})]),
         _meta_case(m, o, "CoreDNSAnomalyRulesStale",
-                   [_series("coredns_anomaly_model_info", {**e0, **other}, _gauge(1, n)),
-                    _series("coredns_anomaly_model_info", {**e1, **info}, _gauge(1, n))],
+                   [_series(N.MODEL_INFO, {**e0, **other}, _gauge(1, n)),
+                    _series(N.MODEL_INFO, {**e1, **info}, _gauge(1, n))],
                    [({**e0, **other}, {"instance": EXPORTERS[0], "loaded": "0" * 64})]),
         _meta_case(m, o, "CoreDNSAnomalyWindowsNotFilling",
-                   [_series("coredns_anomaly_window_fill_ratio", {**j, "instance": SICK}, _gauge(0.5, n)),
-                    _series("coredns_anomaly_target_up", {**j, "instance": SICK}, _gauge(1, n)),
-                    _series("coredns_anomaly_window_fill_ratio", {**j, "instance": HEALTHY}, _gauge(1, n)),
-                    _series("coredns_anomaly_target_up", {**j, "instance": HEALTHY}, _gauge(1, n))],
+                   [_series(N.WINDOW_FILL_RATIO, {**j, "instance": SICK}, _gauge(0.5, n)),
+                    _series(N.TARGET_UP, {**j, "instance": SICK}, _gauge(1, n)),
+                    _series(N.WINDOW_FILL_RATIO, {**j, "instance": HEALTHY}, _gauge(1, n)),
+                    _series(N.TARGET_UP, {**j, "instance": HEALTHY}, _gauge(1, n))],
                    [({**j, "instance": SICK}, {"instance": SICK, "value": _pct(0.5)})]),
         _meta_case(m, o, "CoreDNSAnomalyExporterOverloaded",
-                   [_series("coredns_anomaly_steps_total", e0, _counter(_gauge(0.5, n))),
-                    _series("coredns_anomaly_step_overruns_total", e0, _counter(_gauge(0.1, n))),
-                    _series("coredns_anomaly_steps_total", e1, _counter(_gauge(0.5, n))),
-                    _series("coredns_anomaly_step_overruns_total", e1, _counter(_gauge(0, n)))],
+                   [_series(N.STEPS_TOTAL, e0, _counter(_gauge(0.5, n))),
+                    _series(N.STEP_OVERRUNS_TOTAL, e0, _counter(_gauge(0.1, n))),
+                    _series(N.STEPS_TOTAL, e1, _counter(_gauge(0.5, n))),
+                    _series(N.STEP_OVERRUNS_TOTAL, e1, _counter(_gauge(0, n)))],
                    [(e0, {"instance": EXPORTERS[0], "value": _pct(0.1 * 15 / (0.5 * 15))})]),
     ]  # fmt: skip
     return cases

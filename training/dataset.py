@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..webhook.labels import FALSE_ALARM, label_rank
+from ..contracts.names import FALSE_ALARM
+from ..webhook.labels import label_rank
 
 FORMAT_VERSION = 1
 SAMPLE_COLUMNS = ("timestamp", "instance", "name", "labels", "value")

@@ -16,9 +16,10 @@ from urllib.parse import quote, urlencode, urlsplit
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, url_for
 
 from coredns_anomaly import __version__
+from coredns_anomaly.contracts import names as N
 from coredns_anomaly.webhook import chart, metrics
 from coredns_anomaly.webhook.auth import Credentials, CsrfTokens
-from coredns_anomaly.webhook.config import UNKNOWN_TYPE, ConfigError, Settings, load_settings
+from coredns_anomaly.webhook.config import ConfigError, Settings, load_settings
 from coredns_anomaly.webhook.labels import dumps_label_file
 from coredns_anomaly.webhook.receiver import Receiver
 from coredns_anomaly.webhook.store import AlertFilter, AlertStore, Occurrence, since_key
@@ -163,8 +164,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             abort(403, "missing or expired form token; reload the page and try again")
         fingerprint, starts_at = form.get("fingerprint", ""), form.get("starts_at", "")
         choice = form.get("verdict", "")
-        if choice not in ("anomaly", "false_alarm", "clear"):
-            abort(400, "verdict must be anomaly, false_alarm or clear")
+        if choice not in (*N.VERDICTS, "clear"):
+            abort(400, f"verdict must be {', '.join(N.VERDICTS)} or clear")
         verdict = None if choice == "clear" else choice
         comment = form.get("comment", "").replace("\r\n", "\n")[:1000]
         try:
@@ -366,7 +367,7 @@ def _row_view(o: Occurrence, s: Settings) -> dict[str, Any]:
     end = parse_rfc3339(o.ends_at or o.last_seen)
     graph = ""
     if s.prometheus_url and o.instance:
-        expr = f'coredns_anomaly_score{{instance="{o.instance}"}}'
+        expr = f'{N.SCORE}{{instance="{o.instance}"}}'
         span = max(3600, int((end - start).total_seconds() * 3))
         params = {
             "g0.expr": expr,
@@ -385,7 +386,7 @@ def _row_view(o: Occurrence, s: Settings) -> dict[str, Any]:
         "score": _score(_pick(o, "score", "anomaly_score")),
         "anomaly_type": guess,
         # The verdict form starts from the model's guess, unless it has none ("unknown").
-        "suggested_class": "" if guess == UNKNOWN_TYPE else guess,
+        "suggested_class": "" if guess == N.UNKNOWN_TYPE else guess,
         "top_features": [f.strip() for f in features.split(",") if f.strip()][:6],
         "summary": _pick(o, "summary", "description")[:300],
         "duration": _duration((end - start).total_seconds()),

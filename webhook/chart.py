@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from coredns_anomaly.contracts import names as N
+
 WIDTH, HEIGHT, FEATURE_HEIGHT = 900, 220, 120
 POINTS = 400  # samples per series: enough for a 900 px wide chart, small for Prometheus
 TOP_FEATURES = 3
 SPANS_HOURS = (1, 6, 24, 72, 168)
 PROMETHEUS_TIMEOUT_S = 5.0
-SCORE = "coredns_anomaly_score"
-CONTRIBUTION = "coredns_anomaly_feature_contribution"
 
 
 @dataclass
@@ -65,15 +65,15 @@ def fetch(prometheus_url: str, instance: str, start: float, end: float) -> Chart
         return body["data"]["result"]
 
     try:
-        score = query(SCORE + sel)
-        contrib = query(CONTRIBUTION + sel)
+        score = query(N.SCORE + sel)
+        contrib = query(N.FEATURE_CONTRIBUTION + sel)
     except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
         return ChartData(problem=f"Prometheus at {prometheus_url} did not answer: {exc}"[:300])
     data = ChartData()
     if score:
-        data.score = _series(score[0], SCORE)
+        data.score = _series(score[0], N.SCORE)
     else:
-        data.problem = f"no {SCORE} for {instance} in this range"
+        data.problem = f"no {N.SCORE} for {instance} in this range"
     feats = [_series(s, s.get("metric", {}).get("feature", "?")) for s in contrib]
     feats.sort(key=lambda s: -max(s.values, default=0.0))
     data.features = feats[:TOP_FEATURES]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from coredns_anomaly.contracts.names import FAULT_CLASSES
 from coredns_anomaly.webhook.matchers import (
     DEFAULT_WEAK_MATCHERS,
     OWN_ALERTNAMES,
@@ -25,21 +26,9 @@ from coredns_anomaly.webhook.matchers import (
 ENV_PREFIX = "COREDNS_ANOMALY_WEBHOOK_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
-# The model's fault classes (lab/faults.py FAULT_CLASSES; a test keeps the two
-# equal): a verdict class the model knows can train it; any other name is still accepted.
-DEFAULT_CLASSES = (
-    "upstream_latency",
-    "upstream_servfail",
-    "upstream_loss",
-    "query_flood",
-    "random_subdomain",
-    "cache_thrash",
-    "cpu_starvation",
-    "tcp_fallback",
-    "misconfig_refused",
-)
-# What the exporter says of an anomaly unlike every class it was trained on: not a class.
-UNKNOWN_TYPE = "unknown"
+# A verdict class the model knows (contracts/names.py FAULT_CLASSES) can train it; any other
+# name is still accepted.
+DEFAULT_CLASSES = FAULT_CLASSES
 
 
 class ConfigError(ValueError):

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
+from coredns_anomaly.contracts.errors import ContractError
+from coredns_anomaly.contracts.names import FALSE_ALARM, VERDICT_ANOMALY, VERDICTS
 from coredns_anomaly.webhook.timefmt import format_rfc3339, parse_rfc3339
 
 COLUMNS = (
@@ -41,9 +43,7 @@ COLUMNS = (
     "comment",
 )
 REQUIRED_COLUMNS = ("instance", "start", "end", "verdict", "source")
-VERDICTS = ("anomaly", "false_alarm")
 SOURCES = ("verified", "weak")
-FALSE_ALARM = "false_alarm"  # the class a false-alarm verdict's range gets in a dataset
 
 
 def label_rank(source: str, anomaly: bool, anomaly_class: str = "") -> int:
@@ -83,7 +83,7 @@ def unescape_cell(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:].startswith(_ESCAPED_START) else value
 
 
-class LabelFileError(ValueError):
+class LabelFileError(ContractError):
     """A label file that cannot be read; the message names the file, line and field."""
 
 
@@ -115,7 +115,7 @@ class LabelRecord:
 
     @property
     def is_anomaly(self) -> bool:
-        return self.verdict == "anomaly"
+        return self.verdict == VERDICT_ANOMALY
 
     def to_row(self) -> dict[str, str]:
         """The CSV row, unescaped (write_label_file escapes)."""
@@ -147,8 +147,8 @@ def _check(r: LabelRecord) -> tuple[str, str] | None:
     if r.source not in SOURCES:
         return "source", f"{r.source!r} is not one of {', '.join(SOURCES)}"
     if r.anomaly_class:
-        if r.verdict != "anomaly":
-            return "class", "only allowed with verdict 'anomaly'"
+        if r.verdict != VERDICT_ANOMALY:
+            return "class", f"only allowed with verdict {VERDICT_ANOMALY!r}"
         if not CLASS_RE.match(r.anomaly_class):
             return "class", f"{r.anomaly_class!r} is not a class name ([A-Za-z0-9_.:-], 1-64)"
     for name in ("alertname", "fingerprint", "comment"):

@@ -13,13 +13,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from coredns_anomaly.contracts.names import OWN_ALERTNAMES
+
+__all__ = [
+    "DEFAULT_WEAK_MATCHERS", "OWN_ALERTNAMES", "Matcher", "MatcherError", "match_all",
+    "parse_matchers",
+]  # fmt: skip
+
 # A weak label must say which CoreDNS it is about: the CoreDNS mixin's alert names all start
 # with "CoreDNS" (CoreDNSDown, CoreDNSErrorsHigh, CoreDNSLatencyHigh, ...). Alerts that name no
 # instance are dropped whatever the matchers say (see store.label_records).
 DEFAULT_WEAK_MATCHERS = 'alertname=~"CoreDNS.*"'
-# This project's own alerts (rules/anomaly.py names them CoreDNSAnomaly...): never weak labels,
-# a model would only learn from itself.
-OWN_ALERTNAMES = r"^CoreDNSAnomaly"
+# This project's own alerts (contracts/names.py ALERT_PREFIX): never weak labels, a model would
+# only learn from itself. OWN_ALERTNAMES is the regular expression.
 
 _MATCHER = re.compile(
     r'\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*'

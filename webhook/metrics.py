@@ -20,6 +20,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from coredns_anomaly.contracts.names import VERDICTS as VERDICT_NAMES
+
 NS = "coredns_anomaly_webhook"
 REJECT_REASONS = (
     "unauthorized",
@@ -78,7 +80,7 @@ for _reason in REJECT_REASONS:
 for _status in ("firing", "resolved"):
     ALERTS_RECEIVED.labels(_status)
     ALERTS_STORED.labels(_status)
-for _verdict in ("anomaly", "false_alarm", "cleared"):
+for _verdict in (*VERDICT_NAMES, "cleared"):
     VERDICTS.labels(_verdict)
 
 

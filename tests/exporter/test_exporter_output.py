@@ -21,7 +21,10 @@ from exporter_testlib import (
 )
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
+from coredns_anomaly.contracts import names as N
 from coredns_anomaly.exporter.server import make_app, serve
+
+SERIES = [v for k, v in vars(N).items() if k.isupper() and str(v).startswith("coredns_anomaly")]
 
 
 @pytest.fixture
@@ -101,6 +104,9 @@ def test_metrics_pass_promtool_with_anomalous_calm_and_down_targets(mixed):
         x.engine.bundle.window
     )
     assert labels["runtime"].split()[0] in ("ai-edge-litert", "tflite-runtime")
+    # every series is one contracts/names.py spells out (feature_missing: only when one is)
+    published = {name for name, _ in m if name.startswith("coredns_anomaly")}
+    assert published <= set(SERIES) and set(SERIES) - published <= {N.FEATURE_MISSING}
 
 
 def test_openmetrics_and_gzip_are_negotiated(mixed):
