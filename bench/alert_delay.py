@@ -20,7 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
-from coredns_anomaly.lab.faults import FAULT_CLASSES
+from coredns_anomaly.contracts.bundle import BundleMeta
+from coredns_anomaly.contracts.names import FAULT_CLASSES
 from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import (
     OURS,
@@ -65,6 +66,14 @@ def during_other_fault(alarms, episodes, gap: float) -> list[tuple[float, str]]:
         for t, i in alarms
         if any(ep.instance != i and ep.start <= t <= ep.end + gap for ep in episodes)
     ]
+
+
+def _rel(p: Path) -> str:
+    """A path as the results show it: relative to the project when inside it."""
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
 
 
 def main() -> None:
@@ -125,12 +134,13 @@ def main() -> None:
             "ours_detected": len(got), "ours_median_s": statistics.median(got) if got else None,
             "mixin_detected": len(mx), "mixin_median_s": statistics.median(mx) if mx else None,
         }  # fmt: skip
-    meta = json.loads((ROOT / "models/default/model.json").read_text())
+    meta = BundleMeta.read(ROOT / "models/default/model.json")
     fa_ours = ours_false_alarms(rec.samples, episodes, args.gap)
     fa_mixin = mixin_false_alarms(rec.samples, episodes, args.gap)
     res = {
-        "settings": vars(args) | {"workdir": str(args.workdir), "out": str(args.out), "plot": str(args.plot)},
-        "model": {k: meta[k] for k in ("model_kind", "window", "sha256", "decision_debounce_steps")},
+        "settings": vars(args) | {"workdir": _rel(args.workdir), "out": _rel(args.out), "plot": _rel(args.plot)},
+        "model": {"model_kind": meta.model_kind, "window": meta.window, "sha256": meta.sha256,
+                  "decision_debounce_steps": meta.debounce_steps},
         "run_hours": run_hours, "per_class": per_class, "episodes": rows,
         "false_alarms": {"ours": len(fa_ours), "mixin": len(fa_mixin), "ours_detail": fa_ours, "mixin_detail": fa_mixin,
                          "ours_during_a_fault_on_the_other_instance": len(during_other_fault(fa_ours, episodes, args.gap))},

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from coredns_anomaly.contracts.bundle import BundleMeta
 from coredns_anomaly.lab import faults
 from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import OURS, Recorder, false_alarms
@@ -124,7 +125,7 @@ def main() -> None:
             stop.set()
             worker.join(30)
     samples = rec.samples
-    meta = json.loads((ROOT / "models/default/model.json").read_text())
+    meta = BundleMeta.read(ROOT / "models/default/model.json")
     hours = (samples[-1].t - samples[0].t) / 3600 if samples else 0.0
     instances = sorted({i for s in samples for i in s.score})
     inst_hours = hours * len(instances)
@@ -138,7 +139,8 @@ def main() -> None:
     bound = poisson_upper(len(fa_ours)) / inst_hours if inst_hours else float("inf")
     res = {
         "settings": {"hours": args.hours, "benign_gap": list(args.benign_gap), "seed": args.seed},
-        "model": {k: meta[k] for k in ("model_kind", "window", "sha256", "decision_debounce_steps")},
+        "model": {"model_kind": meta.model_kind, "window": meta.window, "sha256": meta.sha256,
+                  "decision_debounce_steps": meta.debounce_steps},
         "t0": samples[0].t if samples else None, "run_hours": hours, "instances": instances, "instance_hours": inst_hours,
         "benign_events": events,
         "false_alarms": {"ours": len(fa_ours), "mixin": len(fa_mixin), "ours_detail": fa_ours, "mixin_detail": fa_mixin},

@@ -30,6 +30,7 @@ Writes bench/results/transfer.json and docs/img/transfer.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coredns_anomaly.contracts.bundle import BundleMeta
 from coredns_anomaly.exporter.baseline import standardize
 from coredns_anomaly.exporter.bundle import load_bundle, window_ok
 from coredns_anomaly.exporter.engine import Engine, Observation
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 used = with_warmup(used, args.warmup, Path(tempfile.mkdtemp()))
         rows.append(bench_env(env, used, None if args.no_old else args.old_model, args.step))
         r = rows[-1]
-        r["model"] = str(used)
+        r["model"] = _rel(used)
         for key in ("old", "new"):
             f = r.get(key)
             if f:
@@ -340,9 +342,9 @@ def train_without(env: Path, datasets: list[Path], out: Path) -> Path:
 def with_warmup(model: Path, seconds: float, tmp: Path) -> Path:
     """A copy of the bundle whose baselines warm up for `seconds` (the network is unchanged)."""
     shutil.copytree(model, tmp / "model", ignore=shutil.ignore_patterns("keras"))
-    meta = json.loads((tmp / "model" / "model.json").read_text())
-    meta["input"]["baseline"]["warmup_seconds"] = seconds
-    (tmp / "model" / "model.json").write_text(json.dumps(meta))
+    meta = BundleMeta.read(tmp / "model" / "model.json")
+    baseline = {**meta.baseline, "warmup_seconds": seconds}
+    dataclasses.replace(meta, baseline=baseline).write(tmp / "model" / "model.json")
     return tmp / "model"
 
 

@@ -147,7 +147,7 @@ def conforms_quickly(p: Any) -> bool:
     jsonschema spends ~0.5 ms on a typical delivery, a third of the receiver's CPU budget, so
     well-formed deliveries take this path; anything it does not accept (including valid but
     unusual payloads, e.g. truncatedAlerts sent as 1.0) goes to the schema, which decides and
-    explains. tests/webhook/test_schema.py checks "True here implies valid there" with hypothesis.
+    explains. tests/webhook/test_webhook_schema.py checks "True here implies valid there" with hypothesis.
     """
     if type(p) is not dict or p.get("version") != "4":
         return False
