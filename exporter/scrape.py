@@ -74,9 +74,12 @@ class HttpOptions:
     ca_file: str | None = None
     cert: tuple[str, str] | None = None
     insecure_skip_verify: bool = False
+    # Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment: off for the exporter (the
+    # bundle would silently override `verify`), on for `collect` run from an engineer's shell.
+    trust_env: bool = False
 
     def apply(self, s: requests.Session) -> None:
-        s.trust_env = False  # REQUESTS_CA_BUNDLE would silently override `verify`
+        s.trust_env = self.trust_env
         if self.bearer_token:
             s.headers["Authorization"] = f"Bearer {self.bearer_token}"
         if self.basic_auth:

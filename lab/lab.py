@@ -121,7 +121,7 @@ def write_query_files(
     return out
 
 
-class Lab:
+class Lab(processes.Lifecycle):
     """Starts the shared upstream and N instances; a context manager that always cleans up."""
 
     def __init__(self, settings: LabSettings) -> None:
@@ -144,17 +144,6 @@ class Lab:
         self.sampler: Sampler | None = None
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> Lab:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def start(self) -> None:
         zone_dir = self.workdir / "zones"
         write_zones(zone_dir, self.catalog)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,31 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+_L = TypeVar("_L", bound="Lifecycle")
+
+
+class Lifecycle:
+    """`with X(...) as x:` runs x.start() and, on the way out, x.close(); close() also runs when
+    start() fails half way, so whatever it had started is stopped."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _L) -> _L:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def install_signal_handlers() -> None:

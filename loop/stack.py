@@ -2,9 +2,10 @@
 
 Order follows the data: the lab's CoreDNS (with traffic), the exporter scraping them, the
 webhook under gunicorn, Alertmanager routing to it, Prometheus scraping CoreDNS and the
-exporter with the rule files loaded. Every child is started through the lab's `spawn`, so it
-dies with this process even on kill -9 (PDEATHSIG), and `close()` runs on exceptions and
-Ctrl-C.
+exporter with the rule files loaded. Every child is started through the lab's `spawn`
+(Prometheus through `lab.prometheus.start`), so it dies with this process even on kill -9
+(PDEATHSIG), and `close()` runs on exceptions and Ctrl-C. Prometheus is read through the one
+API client (`exporter.promapi.PrometheusAPI`), the webhook's alerts through its `AlertStore`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 import requests
 import yaml
 
-from coredns_anomaly.lab import processes
+from coredns_anomaly.exporter.promapi import PrometheusAPI
+from coredns_anomaly.lab import processes, prometheus
 from coredns_anomaly.lab.lab import Lab, LabSettings
+from coredns_anomaly.webhook.store import AlertStore
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +48,16 @@ class StackSettings:
 
 
 @dataclass
-class Stack:
+class Stack(processes.Lifecycle):
     s: StackSettings
     lab: Lab | None = None
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, Any] = field(default_factory=dict)
+    prometheus_api: PrometheusAPI | None = None  # the client of the stack's Prometheus
     webhook_user: str = "demo"
     webhook_password: str = ""
 
     # -- lifecycle --------------------------------------------------------------------
-    def __enter__(self) -> Stack:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def start(self) -> None:
         # Absolute paths: Prometheus resolves rule files against its config file's folder, and
         # a rule glob that matches nothing loads no rules without a word.
@@ -84,6 +77,7 @@ class Stack:
         self._start_webhook()
         self._start_alertmanager()
         self._start_prometheus()
+        self.prometheus_api = PrometheusAPI(self.url("prometheus"), timeout=30)
         for name, path in (
             ("exporter", "/-/ready"),
             ("webhook", "/-/ready"),
@@ -105,6 +99,9 @@ class Stack:
                     proc.wait(10)
                 except Exception:  # noqa: BLE001 - a child that will not stop is killed
                     proc.kill()
+        if self.prometheus_api is not None:
+            self.prometheus_api.close()
+            self.prometheus_api = None
         if self.lab is not None:
             self.lab.close()
             self.lab = None
@@ -188,12 +185,10 @@ class Stack:
                 {"job_name": EXPORTER_JOB, "honor_labels": True, "static_configs": [{"targets": [f"127.0.0.1:{self.ports['exporter']}"]}]},
             ],
         }  # fmt: skip
-        (wd / "prometheus.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        self._spawn("prometheus", [
-            processes.find_binary("prometheus"), f"--config.file={wd / 'prometheus.yml'}",
-            f"--storage.tsdb.path={wd / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
-            "--rules.alert.resend-delay=2s",
-        ])  # fmt: skip
+        self.procs["prometheus"] = prometheus.start(
+            wd, cfg, tsdb=wd / "prometheus-data", port=self.ports["prometheus"],
+            args=["--rules.alert.resend-delay=2s"], ready_timeout=None,  # waited for in start()
+        ).proc  # fmt: skip
 
     def _wait_http(self, name: str, path: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -229,35 +224,22 @@ class Stack:
         return out
 
     def prometheus_alerts(self) -> list[dict]:
-        r = requests.get(self.url("prometheus") + "/api/v1/alerts", timeout=5)
-        r.raise_for_status()
-        return r.json()["data"]["alerts"]
+        assert self.prometheus_api is not None
+        return self.prometheus_api.alerts()
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
-        r = requests.get(
-            self.url("prometheus") + "/api/v1/query_range",
-            params={"query": expr, "start": start, "end": end, "step": step}, timeout=30,
-        )  # fmt: skip
-        r.raise_for_status()
-        return r.json()["data"]["result"]
+        assert self.prometheus_api is not None
+        return self.prometheus_api.query_range(expr, start, end, step)
 
     def webhook_deliveries(self) -> list[dict]:
-        """Alerts the webhook stored, with when it received them (read-only on its SQLite)."""
+        """Alerts the webhook stored, with when it received them (read through its store)."""
         db = self.s.workdir / "webhook.db"
         if not db.exists():
             return []
-        import json
-
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        store = AlertStore(str(db), busy_timeout_ms=5000)
         try:
-            rows = conn.execute(
-                "SELECT received_at, status, labels, starts_at FROM alerts ORDER BY id"
-            ).fetchall()
-        except sqlite3.OperationalError:
+            return store.notifications()
+        except sqlite3.OperationalError:  # the webhook has not made its tables yet
             return []
         finally:
-            conn.close()
-        return [
-            {"received_at": r[0], "status": r[1], "labels": json.loads(r[2]), "starts_at": r[3]}
-            for r in rows
-        ]
+            store.close()

@@ -47,22 +47,17 @@ def query_signals(
     ds: Any, signals: tuple[Signal, ...], window: str, job: str = "coredns"
 ) -> dict[str, dict[str, Values]]:
     """{instance: {signal name: Values}} for every scrape time of the dataset, via Prometheus."""
-    import requests
-
-    from coredns_anomaly.training.baselines import promql
+    from coredns_anomaly.exporter.promapi import PrometheusAPI
+    from coredns_anomaly.lab import prometheus
     from coredns_anomaly.training.openmetrics import write_openmetrics
 
-    prometheus, promtool = promql._binaries()
+    prometheus.binaries()  # FileNotFoundError saying how to install them, before any work
     step = ds.step
     tmp = Path(tempfile.mkdtemp(prefix="rules-learn-"))
     out: dict[str, dict[str, Values]] = {}
     try:
         write_openmetrics(ds, tmp / "data.om", job=job)
-        promql._run(
-            [promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet",
-             str(tmp / "data.om"), str(tmp / "tsdb")],
-            "promtool tsdb create-blocks-from openmetrics",
-        )  # fmt: skip
+        prometheus.backfill_openmetrics(tmp / "data.om", tmp / "tsdb")
         (tmp / "data.om").unlink()
         ts = ds.samples["timestamp"].to_numpy(float)
         t0, t1 = float(ts.min()), float(ts.max())
@@ -71,10 +66,10 @@ def query_signals(
         up = ds.samples[ds.samples["name"] == "up"].sort_values("timestamp")
         times = {str(i): df["timestamp"].to_numpy(float) for i, df in up.groupby("instance")}
         is_up = {str(i): df["value"].to_numpy(float) > 0 for i, df in up.groupby("instance")}
-        with promql._prometheus(prometheus, tmp / "tsdb", tmp) as base, requests.Session() as s:
+        with prometheus.serving(tmp / "tsdb", tmp) as base, PrometheusAPI(base, timeout=300) as api:
             for sig in signals:
                 expr = sig.expr(job, window)
-                grid = _query(s, base, expr, start, n, step)
+                grid = _query(api, expr, start, n, step)
                 for inst, t in times.items():
                     at = np.clip(np.rint((t - t0) / step).astype(int), 0, n - 1)
                     vals = grid.get(inst, np.full(n, np.nan))[at]
@@ -86,12 +81,12 @@ def query_signals(
     return out
 
 
-def _query(session: Any, base: str, expr: str, start: float, n: int, step: float):
+def _query(api: Any, expr: str, start: float, n: int, step: float):
     """{instance: value per grid step} of one expression (several series per instance: max)."""
     from coredns_anomaly.training.baselines.promql import query_range_series
 
     out: dict[str, np.ndarray] = {}
-    for labels, idx, values in query_range_series(session, base, expr, start, n, step):
+    for labels, idx, values in query_range_series(api, expr, start, n, step):
         arr = out.setdefault(labels.get("instance", ""), np.full(n, np.nan))
         arr[idx] = np.fmax(arr[idx], values)
     return out

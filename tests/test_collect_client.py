@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from coredns_anomaly.exporter.promapi import MAX_POINTS
+from coredns_anomaly.exporter.scrape import HttpOptions
 from coredns_anomaly.training import collect
 
 TOKEN = "tok-123"
@@ -72,12 +74,12 @@ def gateway():
 
 
 def test_bearer_token_and_chunks_under_the_points_limit(gateway):
-    api = collect.PrometheusAPI(gateway, bearer_token=TOKEN)
+    api = collect.client(gateway, HttpOptions(bearer_token=TOKEN))
     steps = 25_000
     ds = collect.collect(api, '{job="coredns"}', 0.0, float(steps - 1), 1.0)
     ranges = [c for c in FakeGateway.calls if c["path"] == "/api/v1/query_range"]
     assert len(ranges) == 3  # 25,000 points in chunks of at most 10,000
-    assert all(float(c["end"]) - float(c["start"]) < collect.MAX_POINTS for c in ranges)
+    assert all(float(c["end"]) - float(c["start"]) < MAX_POINTS for c in ranges)
     req = ds.samples[ds.samples["name"] == "coredns_dns_requests_total"]
     assert len(req) == steps and req["timestamp"].is_monotonic_increasing
     assert set(ds.samples["name"]) == {"coredns_dns_requests_total", "up"}
@@ -86,7 +88,7 @@ def test_bearer_token_and_chunks_under_the_points_limit(gateway):
 
 def test_missing_token_is_reported_as_auth_problem(gateway):
     with pytest.raises(collect.CollectError, match="HTTP 401.*bearer token"):
-        collect.collect(collect.PrometheusAPI(gateway), '{job="coredns"}', 0.0, 10.0, 1.0)
+        collect.collect(collect.client(gateway), '{job="coredns"}', 0.0, 10.0, 1.0)
 
 
 def test_selector_and_time_parsing():

@@ -11,22 +11,24 @@ import argparse
 import logging
 import math
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import requests
+
+from coredns_anomaly.exporter.promapi import PrometheusAPI, PrometheusAPIError
+from coredns_anomaly.exporter.scrape import HttpOptions
 
 from . import dataset as ds_mod
 
 log = logging.getLogger(__name__)
 
-MAX_POINTS = 10_000  # per series per query; Prometheus refuses more than 11,000
 # The families features and people may want; the rest of a target's page is kept too.
 DROP_LABELS = ("__name__", "instance", "job")
 
 
-class CollectError(RuntimeError):
+class CollectError(PrometheusAPIError):
     """Prometheus could not give us the data; the message says what it answered."""
 
 
@@ -54,73 +56,21 @@ def with_name(selector: str, name: str) -> str:
     return "{" + f'__name__="{name}"' + ("," + inner if inner else "") + "}"
 
 
-class PrometheusAPI:
-    """A thin, authenticated client for the two endpoints collect needs."""
+def client(base_url: str, http: HttpOptions | None = None, timeout: float = 60.0) -> PrometheusAPI:
+    """The API client of `collect`, `fit --prometheus` and `label --prometheus`: GET requests
+    (what every gateway passes), the environment's proxies kept, CollectError on failure."""
+    http = replace(http or HttpOptions(), trust_env=True)
+    return PrometheusAPI(base_url, http, timeout, post=False, error=CollectError)
 
-    def __init__(
-        self,
-        base_url: str,
-        bearer_token: str | None = None,
-        basic_auth: tuple[str, str] | None = None,
-        verify: bool | str = True,
-        cert: tuple[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> None:
-        self.base = base_url.rstrip("/")
-        self.http = requests.Session()
-        if bearer_token:
-            self.http.headers["Authorization"] = f"Bearer {bearer_token}"
-        if basic_auth:
-            self.http.auth = basic_auth
-        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a
-        # session-level verify, which would silently ignore --ca-file.
-        self.verify = verify
-        self.http.cert = cert
-        self.timeout = timeout
 
-    def _get(self, path: str, params: dict | list) -> dict:
-        url = f"{self.base}{path}"
-        try:
-            resp = self.http.get(url, params=params, timeout=self.timeout, verify=self.verify)
-        except requests.RequestException as exc:
-            raise CollectError(f"cannot reach {url}: {exc}") from exc
-        if resp.status_code in (401, 403):
-            raise CollectError(
-                f"{url}: HTTP {resp.status_code}; check the bearer token or basic auth"
-            )
-        try:
-            body = resp.json()
-        except ValueError as exc:
-            raise CollectError(
-                f"{url}: HTTP {resp.status_code}, not a Prometheus API answer: {resp.text[:200]!r}"
-            ) from exc
-        if body.get("status") != "success":
-            raise CollectError(
-                f"{url}: {body.get('errorType', 'error')}: {body.get('error', body)}"
-            )
-        return body["data"]
-
-    def series_names(self, selector: str, start: float, end: float) -> list[str]:
-        data = self._get("/api/v1/series", {"match[]": selector, "start": start, "end": end})
-        return sorted({s["__name__"] for s in data})
-
-    def query_range(self, query: str, start: float, end: float, step: float) -> list[dict]:
-        out: list[dict] = []
-        span = step * MAX_POINTS
-        t = start
-        while t <= end:
-            t_end = min(end, t + span - step)
-            out += self._get(
-                "/api/v1/query_range", {"query": query, "start": t, "end": t_end, "step": step}
-            )["result"]
-            t = t_end + step
-        return out
+def series_names(api: PrometheusAPI, selector: str, start: float, end: float) -> list[str]:
+    return sorted({s["__name__"] for s in api.series(selector, start, end)})
 
 
 def collect(
     api: PrometheusAPI, selector: str, start: float, end: float, step: float
 ) -> ds_mod.Dataset:
-    names = api.series_names(selector, start, end)
+    names = series_names(api, selector, start, end)
     if not names:
         raise CollectError(f"no series match {selector} between {start} and {end}")
     cols: dict[str, list] = {c: [] for c in ds_mod.SAMPLE_COLUMNS}
@@ -200,11 +150,16 @@ def api_from_args(args: argparse.Namespace) -> tuple[PrometheusAPI, float, float
         if not args.basic_auth_password_file:
             raise ValueError("--basic-auth-user needs --basic-auth-password-file")
         basic = (args.basic_auth_user, args.basic_auth_password_file.read_text().strip())
-    verify: bool | str = (
-        False if args.insecure_skip_verify else (str(args.ca_file) if args.ca_file else True)
+    http = HttpOptions(
+        bearer_token=token,
+        basic_auth=basic,
+        ca_file=str(args.ca_file) if args.ca_file else None,
+        cert=(str(args.cert_file), str(args.key_file))
+        if args.cert_file and args.key_file
+        else None,
+        insecure_skip_verify=args.insecure_skip_verify,
     )
-    cert = (str(args.cert_file), str(args.key_file)) if args.cert_file and args.key_file else None
-    return PrometheusAPI(args.prometheus, token, basic, verify, cert), start, end
+    return client(args.prometheus, http), start, end
 
 
 def main(args: argparse.Namespace) -> int:

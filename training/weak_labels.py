@@ -114,7 +114,8 @@ def from_rules(dataset: Path, rules_file: Path, matchers: str = "") -> WeakLabel
 
 
 def from_alerts(api, start: float, end: float, step: float, matchers: str = "") -> WeakLabels:
-    """`ALERTS{alertstate="firing"}` of a live Prometheus (collect.PrometheusAPI) as weak labels."""
+    """`ALERTS{alertstate="firing"}` of a live Prometheus (`api`: exporter.promapi.PrometheusAPI)
+    as weak labels."""
     selected = parse_matchers(matchers)
     out = WeakLabels([], {})
     skipped: set[str] = set()

@@ -578,6 +578,17 @@ class AlertStore:
         ).fetchone()
         return {"alerts": row[0], "firing": row[1], "verdicts": row[2], "deliveries": row[3]}
 
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every alert notification stored, in arrival order: when it was received, its status,
+        labels and startsAt (the loop times each delivery from these)."""
+        rows = self.conn.execute(
+            "SELECT received_at, status, labels, starts_at FROM alerts ORDER BY id"
+        ).fetchall()
+        return [
+            {"received_at": r[0], "status": r[1], "labels": json.loads(r[2]), "starts_at": r[3]}
+            for r in rows
+        ]
+
     def set_verdict(
         self,
         fingerprint: str,

@@ -64,7 +64,7 @@ def shard_job(template: dict, i: int, n: int, sd_file: Path) -> dict:
 
 @pytest.mark.integration
 def test_real_prometheus_hashmod_keeps_what_the_exporter_owns(tmp_path):
-    from coredns_anomaly.lab import processes
+    from coredns_anomaly.lab import prometheus
 
     # Loopback only: nothing listens there and the long interval means no scrape is attempted
     # before the test reads the target lists (the targets being down does not matter).
@@ -83,21 +83,8 @@ def test_real_prometheus_hashmod_keeps_what_the_exporter_owns(tmp_path):
         "global": {"scrape_interval": "1h", "scrape_timeout": "1s"},
         "scrape_configs": [shard_job(template, i, n, sd_file) for i, n in shards],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    port = processes.free_port()
-    proc = processes.spawn(
-        [
-            processes.find_binary("prometheus"),
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log_path=tmp_path / "prometheus.log",
-    )
-    try:
-        kept, dropped = wait_for_targets(port, len(addresses) * len(shards))
-    finally:
-        processes.stop(proc)
+    with prometheus.start(tmp_path, cfg) as prom:
+        kept, dropped = wait_for_targets(prom.port, len(addresses) * len(shards))
 
     for i, n in shards:
         name = f"shard-{i}-of-{n}"

@@ -206,20 +206,6 @@ def dns_query(port: int, name: str) -> None:
         sock.recv(512)
 
 
-def load_prom_helper():
-    """tests/integration/prom.py, the project's way to start the real Prometheus on loopback."""
-    import importlib.util
-
-    from exporter_testlib import ROOT
-
-    spec = importlib.util.spec_from_file_location(
-        "integration_prom", ROOT / "tests/integration/prom.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture
 def real_coredns(tmp_path):
     """The pinned real CoreDNS (.tools/bin/coredns) with whoami and prometheus on loopback."""
@@ -257,7 +243,7 @@ def real_coredns(tmp_path):
 def test_prometheus_source_with_real_prometheus_and_real_coredns(tmp_path, real_coredns, make_exporter):  # fmt: skip
     from exporter_testlib import copy_model
 
-    from coredns_anomaly.lab import processes
+    from coredns_anomaly.lab import prometheus
 
     # The shipped model's window (W steps of ~2 s) could need a minute of Prometheus history
     # before warm_up; a copy with a 0.25 s step (metadata only: same weights, same W), scraped
@@ -269,10 +255,9 @@ def test_prometheus_source_with_real_prometheus_and_real_coredns(tmp_path, real_
     (model / "model.json").write_text(json.dumps(meta))
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
-    proc, port = load_prom_helper().start_prometheus(prom_dir, [real_coredns], interval="100ms")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        processes.wait_http(f"{url}/-/ready", 30, proc)
+    config = prometheus.scrape_config([real_coredns], interval="100ms")
+    with prometheus.start(prom_dir, config, ready_timeout=30) as prom:
+        url = prom.url
         x = make_exporter(
             model=str(model), prometheus_url=url, prometheus_selector='{job="coredns"}',
             scrape_timeout=5.0,
@@ -317,5 +302,3 @@ def test_prometheus_source_with_real_prometheus_and_real_coredns(tmp_path, real_
         )  # fmt: skip
         with pytest.raises(StepMismatch, match=r"every 0\.1 s .* use .*model \(its step fits\)"):
             y.check_step()
-    finally:
-        processes.stop(proc)

@@ -10,12 +10,11 @@ import pytest
 
 from coredns_anomaly.cli import main as cli
 from coredns_anomaly.exporter.features import FEATURE_NAMES
-from coredns_anomaly.lab import faults, processes
+from coredns_anomaly.lab import faults, prometheus
 from coredns_anomaly.lab.lab import Lab, LabSettings
+from coredns_anomaly.loop.tls import openssl_cert
 from coredns_anomaly.training import dataset as ds_mod
 from coredns_anomaly.training.featurize import featurize
-
-from .prom import self_signed_cert, start_prometheus
 
 PASSWORD = "s3cret-for-tests"
 
@@ -23,7 +22,7 @@ PASSWORD = "s3cret-for-tests"
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory):
     wd = tmp_path_factory.mktemp("collect")
-    cert, key = self_signed_cert(wd)
+    cert, key = openssl_cert(wd, "tls")
     web = {
         "tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
         "basic_auth_users": {
@@ -37,8 +36,11 @@ def collected(tmp_path_factory):
     )
     with Lab(LabSettings(instances=1, step=1.0, base_rates=(100.0,), workdir=wd / "lab")) as lab:
         target = lab.instances[0].front.metrics_url.split("/")[2]
-        proc, port = start_prometheus(wd, [target], web_config=web)
-        base = f"https://127.0.0.1:{port}"
+        # /-/ready wants the basic auth too; the recording below gives it time to start
+        prom = prometheus.start(
+            wd, prometheus.scrape_config([target]), web_config=web, ready_timeout=None
+        )
+        base = prom.url
         start = time.time()
         lab.record([faults.Item(0, "end", 25.0, 0.0, 0.0, False)])
         end = time.time()
@@ -77,7 +79,7 @@ def collected(tmp_path_factory):
             "start": start,
             "end": end,
         }
-        processes.stop(proc)
+        prom.stop()
 
 
 def test_collect_writes_the_lab_format_from_prometheus(collected):
@@ -102,43 +104,26 @@ def test_collect_attaches_the_label_file(collected):
     assert (row["class"], bool(row["anomaly"]), row["source"]) == ("false_alarm", False, "verified")
 
 
+def collect_cli(collected, args: list[str], out: str) -> int:
+    """`collect` over the whole recording with these auth/TLS flags, into WD/out."""
+    return cli(
+        args
+        + ["--start", str(collected["start"]), "--end", str(collected["end"]), "--step", "1",
+           "--out", str(collected["wd"] / out)]
+    )  # fmt: skip
+
+
 def test_wrong_password_is_a_clear_error(collected, capsys):
     args = list(collected["common"])
     args[args.index("--basic-auth-password-file") + 1] = str(collected["bad"])
-    rc = cli(
-        args
-        + [
-            "--start",
-            str(collected["start"]),
-            "--end",
-            str(collected["end"]),
-            "--step",
-            "1",
-            "--out",
-            str(collected["wd"] / "x"),
-        ]
-    )
-    assert rc == 2
+    assert collect_cli(collected, args, "x") == 2
     assert "HTTP 401" in capsys.readouterr().err
     assert not (collected["wd"] / "x").exists()
 
 
 def test_untrusted_tls_is_refused_without_ca(collected, capsys):
-    args = [a for a in collected["common"]]
+    args = list(collected["common"])
     i = args.index("--ca-file")
     del args[i : i + 2]
-    rc = cli(
-        args
-        + [
-            "--start",
-            str(collected["start"]),
-            "--end",
-            str(collected["end"]),
-            "--step",
-            "1",
-            "--out",
-            str(collected["wd"] / "y"),
-        ]
-    )
-    assert rc == 2
+    assert collect_cli(collected, args, "y") == 2
     assert "cannot reach" in capsys.readouterr().err

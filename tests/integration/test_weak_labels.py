@@ -8,14 +8,13 @@ history it reads (the query, matching and scoping under test are the real ones).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from coredns_anomaly.cli import main as cli
+from coredns_anomaly.lab import prometheus
 from coredns_anomaly.training import dataset as ds_mod
-from coredns_anomaly.training.baselines.promql import _prometheus
 from coredns_anomaly.webhook.labels import read_label_file
 
 from .conftest import require
@@ -66,7 +65,8 @@ def test_a_rule_file_labels_a_datasets_history_per_instance(tmp_path, capsys):
 
 
 def test_alerts_of_a_live_prometheus_become_weak_labels(tmp_path, capsys):
-    binary, promtool = require("prometheus"), require("promtool")
+    require("prometheus")
+    require("promtool")
     om = tmp_path / "alerts.om"
     lines = ["# TYPE ALERTS gauge"]
     series = {
@@ -79,12 +79,9 @@ def test_alerts_of_a_live_prometheus_become_weak_labels(tmp_path, capsys):
         lines += [f"ALERTS{{{labels}}} 1 {T0 + k * STEP:.0f}" for k in ks]
     om.write_text("\n".join(lines) + "\n# EOF\n")
     tsdb = tmp_path / "tsdb"
-    subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    prometheus.backfill_openmetrics(om, tsdb)
     out = tmp_path / "labels.csv"
-    with _prometheus(binary, tsdb, tmp_path) as base:
+    with prometheus.serving(tsdb, tmp_path) as base:
         rc = cli(
             ["label", "--prometheus", base, "--start", str(T0), "--end", str(T0 + 60 * STEP),
              "--step", str(STEP), "--out", str(out)]

@@ -361,9 +361,7 @@ def _backfilled_prometheus(tmp_path: Path, instance: str, t0: float):
     """A real Prometheus holding two hours of the exporter's series for `instance` from t0, with
     an anomaly (score 2.5, two features) at t0 + 60 min for 10 minutes. Backfilled with promtool:
     a test cannot wait for an exporter to produce hours of history."""
-    import subprocess
-
-    from coredns_anomaly.training.baselines.promql import _prometheus
+    from coredns_anomaly.lab import prometheus
 
     lines = ["# TYPE coredns_anomaly_score gauge"]
     contrib = []
@@ -391,11 +389,8 @@ def _backfilled_prometheus(tmp_path: Path, instance: str, t0: float):
         )
         + "\n# EOF\n"
     )
-    subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(om), str(tmp_path / "tsdb")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return _prometheus(shutil.which("prometheus"), tmp_path / "tsdb", tmp_path)
+    prometheus.backfill_openmetrics(om, tmp_path / "tsdb")
+    return prometheus.serving(tmp_path / "tsdb", tmp_path)
 
 
 def test_mark_a_range_on_the_chart(server_factory, browser, tmp_path):

@@ -19,11 +19,8 @@ evaluating the whole fleet at once would let a healthy majority dilute one sick 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,14 +29,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from coredns_anomaly.lab import processes
+from coredns_anomaly.exporter.promapi import PrometheusAPI, PrometheusAPIError
+from coredns_anomaly.lab import prometheus
 
 from ..dataset import Dataset
 from ..openmetrics import write_openmetrics
 
 JOB = "coredns"
-MAX_POINTS = 10_000  # Prometheus refuses query_range with more than 11,000 points
-RETENTION = "100y"  # time retention must never delete a backfilled block, however old
 _DURATION = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _UNIT["y"] = 365 * _UNIT["d"]
@@ -122,102 +118,41 @@ def apply_for(
     return firing
 
 
-def _binaries() -> tuple[str, str]:
-    """prometheus and promtool, or a FileNotFoundError saying how to install them."""
-    return processes.find_binary("prometheus"), processes.find_binary("promtool")
-
-
-def _env() -> dict[str, str]:
-    """One core each: the machine is shared (lab recordings); the queries here are small."""
-    return {**os.environ, "GOMAXPROCS": "1"}
-
-
-def _run(args: list[str], what: str) -> None:
-    res = subprocess.run(args, capture_output=True, text=True, env=_env())
-    if res.returncode != 0:
-        raise RuntimeError(
-            f"{what} failed ({res.returncode}): {(res.stderr or res.stdout)[-2000:]}"
-        )
-
-
-def _tail(path: Path, n: int = 2000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
-@contextlib.contextmanager
-def _prometheus(binary: str, tsdb: Path, wd: Path) -> Iterator[str]:
-    """A Prometheus serving `tsdb` on a free loopback port, no scraping; yields its base URL."""
-    port = processes.free_port()
-    (wd / "prometheus.yml").write_text("global: {}\n")
-    log = wd / "prometheus.log"
-    proc = processes.spawn(
-        [
-            binary,
-            f"--config.file={wd / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tsdb}",
-            f"--storage.tsdb.retention.time={RETENTION}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log_path=log,
-        env=_env(),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            processes.wait_http(f"{base}/-/ready", timeout=60, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"Prometheus did not start: {exc}\n{_tail(log)}") from exc
-        yield base
-    finally:
-        processes.stop(proc)
-
-
 def query_range_series(
-    session: Any, base: str, expr: str, start: float, n: int, step: float
+    api: PrometheusAPI, expr: str, start: float, n: int, step: float
 ) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
     """Each result series of `expr` on the n-step grid from `start`: (labels, grid indices,
-    values), asked in chunks under Prometheus' points-per-query limit."""
-    for c in range(0, n, MAX_POINTS):
-        m = min(MAX_POINTS, n - c)
-        params = {
-            "query": expr,
-            "start": f"{start + c * step:.3f}",
-            "end": f"{start + (c + m - 1) * step:.3f}",
-            "step": repr(step),
-        }
-        resp = session.post(f"{base}/api/v1/query_range", data=params, timeout=300)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {}
-        if resp.status_code != 200 or body.get("status") != "success":
-            raise RuntimeError(f"Prometheus refused {expr!r}: {body.get('error', resp.text[:500])}")
-        for s in body["data"]["result"]:
-            tv = np.array([[float(t), float(v)] for t, v in s["values"]]).reshape(-1, 2)
-            idx = np.rint((tv[:, 0] - start) / step).astype(int)
-            ok = (idx >= 0) & (idx < n)
-            yield s["metric"], idx[ok], tv[ok, 1]
+    values); the client asks in chunks under Prometheus' points-per-query limit."""
+    try:
+        result = api.query_range(expr, start, start + (n - 1) * step, step)
+    except PrometheusAPIError as exc:
+        raise RuntimeError(f"Prometheus refused {expr!r}: {exc}") from exc
+    for s in result:
+        tv = np.array([[float(t), float(v)] for t, v in s["values"]]).reshape(-1, 2)
+        idx = np.rint((tv[:, 0] - start) / step).astype(int)
+        ok = (idx >= 0) & (idx < n)
+        yield s["metric"], idx[ok], tv[ok, 1]
 
 
-def _query_range(session: Any, base: str, expr: str, start: float, n: int, step: float):
+def _query_range(api: PrometheusAPI, expr: str, start: float, n: int, step: float):
     """Per result series (labels as a sorted tuple), which of the n steps returned it."""
     present: dict[tuple[tuple[str, str], ...], np.ndarray] = {}
-    for labels, idx, _ in query_range_series(session, base, expr, start, n, step):
+    for labels, idx, _ in query_range_series(api, expr, start, n, step):
         present.setdefault(tuple(sorted(labels.items())), np.zeros(n, dtype=bool))[idx] = True
     return present
 
 
 def _backfill_recording_rules(
-    promtool: str, base: str, rules_file: Path, start: float, end: float, step: float, out: Path
+    base: str, rules_file: Path, start: float, end: float, step: float, out: Path
 ) -> None:
     """Recording rules -> blocks, evaluated by Prometheus over our range at our step.
 
     promtool aligns the evaluation times to the group's own phase, so an alert reading a
     recorded series may lag by up to one step; rules reading other recorded series get nothing.
     """
-    _run(
+    prometheus.run_promtool(
         [
-            promtool, "tsdb", "create-blocks-from", "rules", "--quiet",
+            "tsdb", "create-blocks-from", "rules", "--quiet",
             f"--url={base}", f"--start={start:.3f}", f"--end={end:.3f}",
             f"--eval-interval={round(step * 1000)}ms", f"--output-dir={out}", str(rules_file),
         ],
@@ -249,8 +184,7 @@ def evaluate_alert_rules(
     rules_file = Path(rules_file)
     rules = rule_alerts(rules_file)
     recording = _has_recording_rules(rules_file)
-    prometheus, promtool = _binaries()
-    import requests
+    prometheus.binaries()  # FileNotFoundError saying how to install them, before any work
 
     unknown = sorted(set(times_by_instance) - set(ds.instances))
     if unknown:
@@ -269,46 +203,40 @@ def evaluate_alert_rules(
         Path(workdir).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="promql-baseline-", dir=workdir))
     try:
-        with requests.Session() as session:
-            for g, group in enumerate(groups):
-                wd = tmp / f"eval-{g}"
-                tsdb = wd / "tsdb"
-                wd.mkdir()
-                sub = Dataset(ds.samples[ds.samples["instance"].isin(group)], ds.labels, ds.meta)
-                write_openmetrics(sub, wd / "data.om", job=JOB)
-                _run(
-                    [promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet",
-                     str(wd / "data.om"), str(tsdb)],
-                    "promtool tsdb create-blocks-from openmetrics",
-                )  # fmt: skip
-                (wd / "data.om").unlink()
-                # From the first sample, not the first requested time: rate windows and `for:`
-                # holds carry into a requested sub-range (a test split) as they would live.
-                t0 = min(float(sub.samples["timestamp"].min()), *(times[i].min() for i in group))
-                n = int(np.rint((max(float(times[i].max()) for i in group) - t0) / step)) + 1
-                start = t0 + step / 2
-                grid = start + np.arange(n) * step
-                if recording:
-                    with _prometheus(prometheus, tsdb, wd) as base:
-                        _backfill_recording_rules(
-                            promtool, base, rules_file, start, grid[-1], step, wd / "recorded"
-                        )
-                    for block in (wd / "recorded").iterdir():
-                        block.rename(tsdb / block.name)
-                with _prometheus(prometheus, tsdb, wd) as base:
-                    at = {
-                        i: np.clip(np.rint((times[i] - t0) / step).astype(int), 0, n - 1)
-                        for i in group
-                    }
-                    for r in rules:
-                        series = _query_range(session, base, r["expr"], start, n, step)
-                        for labels, present in series.items():
-                            firing = apply_for(present, grid, r["for"], r["keep_firing_for"])
-                            inst = dict(labels).get("instance")
-                            targets = group if inst is None else [inst] if inst in at else []
-                            for i in targets:
-                                out[i][key(r)] |= firing[at[i]]
-                shutil.rmtree(wd, ignore_errors=True)
+        for g, group in enumerate(groups):
+            wd = tmp / f"eval-{g}"
+            tsdb = wd / "tsdb"
+            wd.mkdir()
+            sub = Dataset(ds.samples[ds.samples["instance"].isin(group)], ds.labels, ds.meta)
+            write_openmetrics(sub, wd / "data.om", job=JOB)
+            prometheus.backfill_openmetrics(wd / "data.om", tsdb)
+            (wd / "data.om").unlink()
+            # From the first sample, not the first requested time: rate windows and `for:`
+            # holds carry into a requested sub-range (a test split) as they would live.
+            t0 = min(float(sub.samples["timestamp"].min()), *(times[i].min() for i in group))
+            n = int(np.rint((max(float(times[i].max()) for i in group) - t0) / step)) + 1
+            start = t0 + step / 2
+            grid = start + np.arange(n) * step
+            if recording:
+                with prometheus.serving(tsdb, wd) as base:
+                    _backfill_recording_rules(
+                        base, rules_file, start, grid[-1], step, wd / "recorded"
+                    )
+                for block in (wd / "recorded").iterdir():
+                    block.rename(tsdb / block.name)
+            with prometheus.serving(tsdb, wd) as base, PrometheusAPI(base, timeout=300) as api:
+                at = {
+                    i: np.clip(np.rint((times[i] - t0) / step).astype(int), 0, n - 1) for i in group
+                }
+                for r in rules:
+                    series = _query_range(api, r["expr"], start, n, step)
+                    for labels, present in series.items():
+                        firing = apply_for(present, grid, r["for"], r["keep_firing_for"])
+                        inst = dict(labels).get("instance")
+                        targets = group if inst is None else [inst] if inst in at else []
+                        for i in targets:
+                            out[i][key(r)] |= firing[at[i]]
+            shutil.rmtree(wd, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
