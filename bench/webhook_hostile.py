@@ -8,7 +8,7 @@ one the server cuts, so the pressure never lets up:
 * ``idle``: connects and sends nothing (over TLS: not even a ClientHello);
 * ``body``: complete headers without credentials, then a body of 1 byte every 2 s.
 
-Meanwhile the open-loop load generator of webhook_load.py sends unique deliveries at --rate
+Meanwhile the open-loop load generator (lab/deliveries.py) sends unique deliveries at --rate
 (latency from each one's due time), and a prober asks /-/healthy twice a second on a new
 connection each time, as a kubelet would. Afterwards the store must hold every acknowledged
 delivery's alerts exactly once ("nothing lost"). Targets: p99 < 100 ms, no delivery failed or
@@ -23,12 +23,8 @@ Writes bench/results/webhook_hostile.json and prints a table. Loopback only.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import multiprocessing as mp
 import os
-import random
 import sqlite3
 import ssl
 import sys
@@ -36,189 +32,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import webhook_load as wl  # noqa: E402
+from coredns_anomaly.lab.deliveries import make_payload, run_load
+from coredns_anomaly.lab.webhook_faults import AttackSpec, HostileClients
+from coredns_anomaly.lab.webhook_server import cpu_pressure, cpu_seconds, start_server
 
 RESULTS = Path(__file__).resolve().parent / "results" / "webhook_hostile.json"
 KINDS = ("headers", "idle", "body")
-
-
-# -- the hostile clients (their own process, one asyncio loop) -----------------------------------
-
-
-@dataclass
-class AttackSpec:
-    port: int
-    n: int
-    mix: dict[str, float]
-    interval: float
-    duration: float
-    tls: bool
-
-
-def _attack_process(spec: AttackSpec, conn) -> None:
-    try:
-        stats = asyncio.run(_attack(spec, conn))
-    except Exception as exc:  # report, never hang the parent
-        stats = {"error": repr(exc)}
-    conn.send(("done", stats))
-    conn.close()
-
-
-async def _attack(spec: AttackSpec, pipe) -> dict:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, spec.n * 2 + 256)), hard))
-    ctx = None
-    if spec.tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    # Until the duration is over or the parent says "stop" (checked once a second below).
-    stop_at = [time.monotonic() + spec.duration]
-    stats = {
-        "opened": 0,
-        "cut_by_server": 0,
-        "connect_errors": 0,
-        "lifetimes": [],
-        "open_now": 0,
-        "max_open": 0,
-    }
-    counts = {k: round(spec.n * f) for k, f in spec.mix.items()}
-    counts[next(iter(counts))] += spec.n - sum(counts.values())
-
-    async def one(kind: str, i: int) -> None:
-        await asyncio.sleep(i / 500)  # ramp up at 500 connections/s
-        while time.monotonic() < stop_at[0]:
-            started = time.monotonic()
-            try:
-                use_tls = ctx if (ctx is not None and kind != "idle") else None
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", spec.port, ssl=use_tls), 10
-                )
-            except (OSError, asyncio.TimeoutError, ssl.SSLError):
-                stats["connect_errors"] += 1
-                await asyncio.sleep(0.5)
-                continue
-            stats["opened"] += 1
-            stats["open_now"] += 1
-            stats["max_open"] = max(stats["max_open"], stats["open_now"])
-            cut = False
-            try:
-                cut = await _misbehave(kind, reader, writer, spec, stop_at)
-            finally:
-                stats["open_now"] -= 1
-                writer.transport.abort()
-            if cut:
-                stats["cut_by_server"] += 1
-                stats["lifetimes"].append(time.monotonic() - started)
-
-    tasks = [
-        asyncio.create_task(one(kind, i))
-        for i, kind in enumerate(k for k, c in counts.items() for _ in range(c))
-    ]
-    # Tell the parent when all connections are open (or after 10 s), then keep going.
-    t0 = time.monotonic()
-    while stats["open_now"] < spec.n * 0.98 and time.monotonic() - t0 < 10:
-        await asyncio.sleep(0.05)
-    pipe.send(("ready", stats["open_now"]))
-    samples = []
-    while time.monotonic() < stop_at[0]:
-        await asyncio.sleep(1)
-        samples.append(stats["open_now"])
-        if pipe.poll():
-            pipe.recv()
-            stop_at[0] = time.monotonic()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    life = sorted(stats.pop("lifetimes"))
-    stats["held_open_mean"] = round(sum(samples) / len(samples), 1) if samples else 0
-    stats["held_open_min"] = min(samples) if samples else 0
-    stats["per_kind"] = counts
-    stats["lifetime_s"] = (
-        {
-            "p50": round(life[len(life) // 2], 2),
-            "p99": round(life[min(len(life) - 1, int(len(life) * 0.99))], 2),
-            "max": round(life[-1], 2),
-        }
-        if life
-        else {}
-    )
-    return stats
-
-
-async def _misbehave(kind: str, reader, writer, spec: AttackSpec, stop_at: list[float]) -> bool:
-    """Behave badly until the server closes (True) or the run ends (False)."""
-    if kind == "headers":
-        writer.write(b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    elif kind == "body":
-        writer.write(
-            b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100000\r\n\r\n{"
-        )
-    n = 0
-    while time.monotonic() < stop_at[0]:
-        try:
-            await writer.drain()
-            data = await asyncio.wait_for(reader.read(65536), spec.interval)
-            if not data:
-                return True  # EOF: the server cut us
-            continue  # e.g. the 401 for "body": keep dribbling until it closes
-        except asyncio.TimeoutError:
-            pass
-        except (OSError, ssl.SSLError):
-            return True
-        n += 1
-        if kind == "headers":
-            writer.write(b"X-Slow-%d: %d\r\n" % (n, random.randrange(1 << 30)))
-        elif kind == "body":
-            writer.write(b" ")
-    return False
-
-
-class HostileClients:
-    """The attacker process as a context manager: ``with HostileClients(...) as h: ...``;
-    ``h.opened`` is how many were open when it said ready, ``h.stats`` its report after exit."""
-
-    def __init__(self, spec: AttackSpec, ready_timeout: float = 30) -> None:
-        self.spec = spec
-        self.ready_timeout = ready_timeout
-        self.opened = 0
-        self.stats: dict = {}
-
-    def __enter__(self) -> HostileClients:
-        ctx = mp.get_context("spawn")
-        self._pipe, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_attack_process, args=(self.spec, child), daemon=True)
-        self._proc.start()
-        if self._pipe.poll(self.ready_timeout):
-            kind, value = self._pipe.recv()
-            if kind == "ready":
-                self.opened = value
-            else:
-                self.stats = value
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._proc.is_alive():
-            with contextlib.suppress(OSError):
-                self._pipe.send("stop")
-        deadline = time.monotonic() + self.spec.interval + 30
-        while not self.stats and time.monotonic() < deadline and self._proc.is_alive():
-            if self._pipe.poll(1):
-                kind, value = self._pipe.recv()
-                if kind == "done":
-                    self.stats = value
-        if not self.stats and self._pipe.poll(1):
-            self.stats = self._pipe.recv()[1]
-        self._proc.join(5)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
 
 
 # -- a run ----------------------------------------------------------------------------------------
@@ -276,7 +98,7 @@ def run_one(
     with tempfile.TemporaryDirectory(prefix="webhook-hostile-") as tmp:
         work = Path(tmp)
         extra = ["--web-config-file", str(_make_cert(work))] if tls else []
-        server = wl.start_server(
+        server = start_server(
             work,
             workers=workers,
             threads=threads,
@@ -288,11 +110,11 @@ def run_one(
         run = f"hostile{int(time.time() * 1000)}"
         attacker = None
         try:
-            wl.run_load(
+            run_load(
                 f"{server.url}/webhook",
                 rate=100,
                 duration=1,
-                payload=lambda i: wl.make_payload(run + "w", i),
+                payload=lambda i: make_payload(run + "w", i),
                 ssl_context=ctx,
             )
             if slow:
@@ -301,7 +123,7 @@ def run_one(
                 log(f"  {name}: {attacker.opened} hostile connections open")
                 time.sleep(1)
             pids = [server.pid, *server.workers()]
-            cpu0 = sum(wl.cpu_seconds(p) for p in pids)
+            cpu0 = sum(cpu_seconds(p) for p in pids)
             health: list = []
             stop = threading.Event()
             prober = threading.Thread(
@@ -317,18 +139,18 @@ def run_one(
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            result = wl.run_load(
+            result = run_load(
                 f"{server.url}/webhook",
                 rate=rate,
                 duration=duration,
-                payload=lambda i: wl.make_payload(run, i),
+                payload=lambda i: make_payload(run, i),
                 timeout=client_timeout,
                 ssl_context=ctx,
             )
             stop.set()
             sampler_stop.set()
             prober.join(10)
-            cpu = sum(wl.cpu_seconds(p) for p in [server.pid, *server.workers()]) - cpu0
+            cpu = sum(cpu_seconds(p) for p in [server.pid, *server.workers()]) - cpu0
             attack: dict = {}
             if attacker is not None:
                 attacker.__exit__(None, None, None)
@@ -379,7 +201,7 @@ def run_one(
         "attack": attack,
         "server_rss_mb_max": max(rss_samples) if rss_samples else None,
         "server_cpu_ms_per_delivery": round(cpu / max(1, result.sent) * 1000, 3),
-        "cpu_pressure_after": wl.cpu_pressure(),
+        "cpu_pressure_after": cpu_pressure(),
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "target_p99_ms": 100,
         "pass": p99 < 100 and failed == 0 and not missing and result.sent > 0,

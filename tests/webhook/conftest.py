@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webhook_testlib import BEARER, PASSWORD, TOKEN, USER, bench_module
+from webhook_testlib import BEARER, PASSWORD, TOKEN, USER
 
+from coredns_anomaly.lab.webhook_server import start_server
 from coredns_anomaly.webhook.config import Settings
 
 
@@ -58,11 +59,10 @@ def post(client) -> Callable[..., Any]:
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Start `coredns-anomaly webhook serve` (gunicorn) on a free loopback port; stopped after."""
-    load = bench_module("webhook_load")
     servers = []
 
     def _start(**kwargs: Any):
-        server = load.start_server(tmp_path / "server", **kwargs)
+        server = start_server(tmp_path / "server", **kwargs)
         servers.append(server)
         return server
 

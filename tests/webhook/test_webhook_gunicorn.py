@@ -16,13 +16,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from webhook_fuzzlib import bad_bodies
-from webhook_testlib import alert, bench_module, payload
+from webhook_testlib import alert, payload
+
+from coredns_anomaly.lab.processes import free_port
+from coredns_anomaly.lab.webhook_faults import crash_check
+from coredns_anomaly.lab.webhook_server import TOKEN as SERVER_TOKEN
 
 pytestmark = pytest.mark.integration
-wl = bench_module("webhook_load")
 
 
-def post(url: str, body: bytes, token: str = wl.TOKEN, headers: dict | None = None) -> int:
+def post(url: str, body: bytes, token: str = SERVER_TOKEN, headers: dict | None = None) -> int:
     req = urllib.request.Request(
         f"{url}/webhook",
         data=body,
@@ -94,7 +97,7 @@ def test_http_limits_under_gunicorn(server_factory):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(
             b"POST /webhook HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-            + wl.TOKEN.encode()
+            + SERVER_TOKEN.encode()
             + b"\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
         )
         chunk = b"[" * 32768
@@ -142,8 +145,7 @@ def test_fuzz_over_http_never_5xx_never_a_dead_worker(server_factory):
 
 def test_crash_consistency_short(tmp_path):
     """kill -9 a worker and then the master under load; every 2xx is stored exactly once."""
-    crash = bench_module("webhook_crash")
-    report = crash.crash_check(
+    report = crash_check(
         tmp_path / "crash",
         duration=5,
         rate=150,
@@ -167,7 +169,7 @@ def test_gunicorn_run_directly_refuses_without_credentials(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREDNS_ANOMALY_WEBHOOK_")}
     env.update(
-        COREDNS_ANOMALY_WEBHOOK_LISTEN=f"127.0.0.1:{wl.free_port()}",
+        COREDNS_ANOMALY_WEBHOOK_LISTEN=f"127.0.0.1:{free_port()}",
         COREDNS_ANOMALY_WEBHOOK_DB=str(tmp_path / "w.db"),
         COREDNS_ANOMALY_WEBHOOK_METRICS_DIR=str(tmp_path / "m"),
     )

@@ -18,11 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from webhook_testlib import alert, bcrypt_hash, bench_module, make_cert, payload
+from webhook_testlib import alert, bcrypt_hash, make_cert, payload
+
+from coredns_anomaly.lab.deliveries import make_payload, run_load
+from coredns_anomaly.lab.processes import free_port
+from coredns_anomaly.lab.webhook_faults import AttackSpec, HostileClients
+from coredns_anomaly.lab.webhook_server import TOKEN as SERVER_TOKEN
 
 pytestmark = pytest.mark.integration
-wl = bench_module("webhook_load")
-wh = bench_module("webhook_hostile")
 
 
 def _health_ms(url: str, ctx=None) -> float:
@@ -39,18 +42,16 @@ def test_slow_clients_cannot_starve_deliveries(server_factory, tmp_path):
         server = server_factory(workers=2, extra_args=["--header-timeout", "2"])
     finally:
         os.umask(old)
-    spec = wh.AttackSpec(
-        server.port, 300, {"headers": 0.6, "idle": 0.2, "body": 0.2}, 1.0, 30, False
-    )
-    with wh.HostileClients(spec) as attack:
+    spec = AttackSpec(server.port, 300, {"headers": 0.6, "idle": 0.2, "body": 0.2}, 1.0, 30, False)
+    with HostileClients(spec) as attack:
         assert attack.opened >= 290, attack.opened
         time.sleep(0.5)
         health = [_health_ms(server.url)]
-        result = wl.run_load(
+        result = run_load(
             f"{server.url}/webhook",
             rate=25,
             duration=4,
-            payload=lambda i: wl.make_payload("hostile", i),
+            payload=lambda i: make_payload("hostile", i),
             timeout=5,
         )
         health.append(_health_ms(server.url))
@@ -101,7 +102,7 @@ def test_tls_and_web_config_users(server_factory, tmp_path):
 
     import base64
 
-    assert post({"Authorization": f"Bearer {wl.TOKEN}"}) == 200  # verified certificate
+    assert post({"Authorization": f"Bearer {SERVER_TOKEN}"}) == 200  # verified certificate
     alice = base64.b64encode(b"alice:pw").decode()
     assert post({"Authorization": f"Basic {alice}"}) == 200  # a web-config user
     wrong = base64.b64encode(b"alice:nope").decode()
@@ -117,7 +118,7 @@ def test_tls_and_web_config_users(server_factory, tmp_path):
     # Twenty of those at once do not block a delivery.
     silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
     try:
-        assert post({"Authorization": f"Bearer {wl.TOKEN}"}) == 200
+        assert post({"Authorization": f"Bearer {SERVER_TOKEN}"}) == 200
     finally:
         for s in silent:
             s.close()
@@ -136,7 +137,7 @@ def test_shared_metrics_dir_is_refused(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREDNS_ANOMALY_WEBHOOK_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
-        COREDNS_ANOMALY_WEBHOOK_LISTEN=f"127.0.0.1:{wl.free_port()}",
+        COREDNS_ANOMALY_WEBHOOK_LISTEN=f"127.0.0.1:{free_port()}",
         COREDNS_ANOMALY_WEBHOOK_DB=str(tmp_path / "w.db"),
         COREDNS_ANOMALY_WEBHOOK_BEARER_TOKEN_FILE=str(tmp_path / "token"),
         COREDNS_ANOMALY_WEBHOOK_METRICS_DIR=str(shared),
@@ -155,7 +156,7 @@ def test_concurrent_updates_and_refires_over_http(server_factory):
         req = urllib.request.Request(
             f"{server.url}/webhook",
             data=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {wl.TOKEN}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {SERVER_TOKEN}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())

@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 TOKEN = "test-token-0123456789"
 USER, PASSWORD = "engineer", "correct horse battery staple"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
-
-
-def bench_module(name: str):
-    """Import bench/<name>.py (bench/ is not a package; the crash test reuses its code)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def alert(
