@@ -32,14 +32,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from coredns_anomaly.contracts.names import OWN_ALERTNAMES, VERDICT_ANOMALY, VERDICTS
 from coredns_anomaly.webhook.coop import Offload, native_local_class
 from coredns_anomaly.webhook.labels import ALL_INSTANCES, CLASS_RE, LabelRecord, class_of_alert
-from coredns_anomaly.webhook.matchers import (
-    DEFAULT_WEAK_MATCHERS,
-    OWN_ALERTNAMES,
-    match_all,
-    parse_matchers,
-)
+from coredns_anomaly.webhook.matchers import DEFAULT_WEAK_MATCHERS, match_all, parse_matchers
 from coredns_anomaly.webhook.schema import Alert, Delivery
 from coredns_anomaly.webhook.timefmt import parse_rfc3339, storage_key, utcnow
 
@@ -599,9 +595,9 @@ class AlertStore:
         author: str = "",
     ) -> bool:
         """Record (or, with verdict None, clear) an engineer's verdict; False if no such alert."""
-        if verdict is not None and verdict not in ("anomaly", "false_alarm"):
+        if verdict is not None and verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}")
-        anomaly_class = anomaly_class.strip() if verdict == "anomaly" else ""
+        anomaly_class = anomaly_class.strip() if verdict == VERDICT_ANOMALY else ""
         if anomaly_class and not CLASS_RE.match(anomaly_class):
             raise ValueError(f"{anomaly_class!r} is not a class name (letters, digits, _ . : -)")
         now = storage_key(utcnow())
@@ -650,13 +646,13 @@ class AlertStore:
         instance = instance.strip()
         if not instance or len(instance) > MAX_RANGE_INSTANCE or instance == ALL_INSTANCES:
             raise ValueError("instance must name one CoreDNS target (at most 256 characters)")
-        if verdict not in ("anomaly", "false_alarm"):
+        if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}: anomaly or false_alarm (normal)")
         if not end > start:
             raise ValueError("the range must end after it starts")
         if end - start > MAX_RANGE:
             raise ValueError(f"a range spans at most {MAX_RANGE.days} days")
-        anomaly_class = anomaly_class.strip() if verdict == "anomaly" else ""
+        anomaly_class = anomaly_class.strip() if verdict == VERDICT_ANOMALY else ""
         if anomaly_class and not CLASS_RE.match(anomaly_class):
             raise ValueError(f"{anomaly_class!r} is not a class name (letters, digits, _ . : -)")
         if len(comment) > MAX_RANGE_COMMENT:
@@ -920,7 +916,7 @@ def _where(f: AlertFilter) -> tuple[str, list[Any]]:
         clauses.append("v.verdict IS NULL")
     elif f.verdict == "labelled":
         clauses.append("v.verdict IS NOT NULL")
-    elif f.verdict in ("anomaly", "false_alarm"):
+    elif f.verdict in VERDICTS:
         clauses.append("v.verdict = ?")
         params.append(f.verdict)
     if f.since:
@@ -961,7 +957,7 @@ def _label_record(o: Occurrence) -> LabelRecord:
         instance=o.instance or ALL_INSTANCES,
         start=start,
         end=end,
-        verdict=o.verdict if verified else "anomaly",
+        verdict=o.verdict if verified else VERDICT_ANOMALY,
         source="verified" if verified else "weak",
         anomaly_class=o.verdict_class if verified else class_of_alert(o.alertname),
         alertname=o.alertname,
