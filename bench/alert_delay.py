@@ -22,7 +22,7 @@ from pathlib import Path
 
 from coredns_anomaly.contracts.bundle import BundleMeta
 from coredns_anomaly.contracts.names import FAULT_CLASSES
-from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
+from coredns_anomaly.loop.demo import bench_outputs, mixin_stack, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import (
     OURS,
     Episode,
@@ -31,7 +31,6 @@ from coredns_anomaly.loop.run import (
     other_alert_delay,
     play,
 )
-from coredns_anomaly.loop.stack import Stack, StackSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,10 +82,7 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=40.0, help="calm seconds after each fault")
     ap.add_argument("--classes", default=",".join(FAULT_CLASSES))
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--workdir", type=Path, default=ROOT / "runs/alert-delay")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/alert_delay.json")
-    ap.add_argument("--plot", type=Path, default=ROOT / "docs/img/alert-delay.png")
-    ap.add_argument("--replot", action="store_true", help="only redraw the plot from --out")
+    bench_outputs(ap, "alert-delay")
     args = ap.parse_args()
     if args.replot:
         plot(json.loads(args.out.read_text())["per_class"], args)
@@ -96,15 +92,12 @@ def main() -> None:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     plan = [(c, round(rng.uniform(0.5, 1.0), 2)) for c in classes for _ in range(args.episodes)]
     rng.shuffle(plan)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    ours = anomaly_rule_file(ROOT / "models/default", args.workdir / "rules")
-    rule_files = [ours, ROOT / "rules/coredns_mixin.yml"]
     t0 = time.time()
     print(
         f"{len(plan)} episodes of {args.duration:.0f}s + {args.gap:.0f}s calm: ~{len(plan) * (args.duration + args.gap) / 60:.0f} min",
         flush=True,
     )
-    with Stack(StackSettings(args.workdir, ROOT / "models/default", rule_files)) as stack:
+    with mixin_stack(args.workdir, ROOT / "models/default") as stack:
         sick, control = list(stack.instances.values())[:2]
         wait_scored(stack, warm_up_seconds(ROOT / "models/default") + 120)
         episodes = [Episode(c, u, sick) for c, u in plan]

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from coredns_anomaly.contracts.bundle import BundleMeta
 from coredns_anomaly.lab import faults
-from coredns_anomaly.loop.demo import anomaly_rule_file, wait_scored, warm_up_seconds
+from coredns_anomaly.loop.demo import bench_outputs, mixin_stack, wait_scored, warm_up_seconds
 from coredns_anomaly.loop.run import OURS, Recorder, false_alarms
-from coredns_anomaly.loop.stack import Stack, StackSettings
+from coredns_anomaly.loop.stack import Stack
 from coredns_anomaly.training.report import poisson_upper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,24 +87,19 @@ def main() -> None:
     ap.add_argument("--benign-gap", type=float, nargs=2, default=(120.0, 360.0), metavar=("MIN", "MAX"),
                     help="seconds between benign events on one instance")  # fmt: skip
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--workdir", type=Path, default=ROOT / "runs/false-alarm-soak")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/false_alarm_soak.json")
-    ap.add_argument("--plot", type=Path, default=ROOT / "docs/img/false-alarm-soak.png")
-    ap.add_argument("--replot", action="store_true", help="only redraw the plot from --out")
+    bench_outputs(ap, "false-alarm-soak")
     args = ap.parse_args()
     if args.replot:
         plot(json.loads(args.out.read_text()), args.plot)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    ours = anomaly_rule_file(ROOT / "models/default", args.workdir / "rules")
     t0 = time.time()
 
     def say(m: str) -> None:
         print(f"[{(time.time() - t0) / 60:6.1f} min] {m}", flush=True)
 
     events: list[dict] = []
-    with Stack(StackSettings(args.workdir, ROOT / "models/default", [ours, ROOT / "rules/coredns_mixin.yml"], seed=args.seed)) as stack:  # fmt: skip
+    with mixin_stack(args.workdir, ROOT / "models/default", seed=args.seed) as stack:
         wait_scored(stack, warm_up_seconds(ROOT / "models/default") + 120)
         stop = threading.Event()
         worker = threading.Thread(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coredns_anomaly.contracts.names import FAULT_CLASSES
+
 from .faultproxy import Impairment
 
 if TYPE_CHECKING:
@@ -26,17 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAULT_CLASSES = (
-    "upstream_latency",
-    "upstream_servfail",
-    "upstream_loss",
-    "query_flood",
-    "random_subdomain",
-    "cache_thrash",
-    "cpu_starvation",
-    "tcp_fallback",
-    "misconfig_refused",
-)
 BENIGN_EVENTS = ("restart", "reload", "rate_change", "burst")
 
 

@@ -8,6 +8,7 @@ resolution) and writes a report with a plot.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import subprocess
@@ -44,6 +45,26 @@ def anomaly_rule_file(model: Path, out_dir: Path) -> Path:
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return out_dir / "coredns-anomaly.rules.yml"
+
+
+def mixin_stack(workdir: Path, model: Path, seed: int = 1) -> Stack:
+    """The benchmarks' loop (bench/alert_delay.py, false_alarm_soak.py): the bundle's generated
+    rules beside the community mixin's (rules/coredns_mixin.yml); start it with `with`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ours = anomaly_rule_file(model, workdir / "rules")
+    rule_files = [ours, ROOT / "rules/coredns_mixin.yml"]
+    return Stack(StackSettings(workdir, model, rule_files, seed=seed))
+
+
+def bench_outputs(ap: argparse.ArgumentParser, name: str) -> None:
+    """A loop benchmark's outputs: --workdir runs/NAME, --out bench/results/NAME.json (with
+    underscores), --plot docs/img/NAME.png, and --replot to redraw the plot from --out only."""
+    ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / name)
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "bench/results" / f"{name.replace('-', '_')}.json"
+    )
+    ap.add_argument("--plot", type=Path, default=ROOT / "docs/img" / f"{name}.png")
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot from --out")
 
 
 def wait_scored(stack: Stack, timeout: float) -> None:

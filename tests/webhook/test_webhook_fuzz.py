@@ -6,20 +6,16 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from webhook_fuzzlib import bad_bodies, damaged_bodies, json_bodies, mutated_payloads
-from webhook_testlib import BEARER, TOKEN, alert, payload
-
-FUZZ_SETTINGS = settings(
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.filter_too_much,
-    ],
+from webhook_fuzzlib import (
+    FUZZ_SETTINGS,
+    bad_bodies,
+    damaged_bodies,
+    json_bodies,
+    mutated_payloads,
 )
+from webhook_testlib import BEARER, TOKEN, alert, payload
 
 
 def snapshot(store) -> str:

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from webhook_fuzzlib import bad_bodies
+from hypothesis import given, settings
+from webhook_fuzzlib import FUZZ_SETTINGS, bad_bodies
 from webhook_testlib import alert, payload
 
 from coredns_anomaly.lab.processes import free_port
@@ -118,16 +118,7 @@ def test_fuzz_over_http_never_5xx_never_a_dead_worker(server_factory):
     workers = sorted(server.workers())
     seen = {"n": 0}
 
-    @settings(
-        max_examples=400,
-        deadline=None,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.filter_too_much,
-        ],
-    )
+    @settings(FUZZ_SETTINGS, max_examples=400)
     @given(bad_bodies())
     def check(body):
         seen["n"] += 1

@@ -11,6 +11,7 @@ import copy
 import json
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from webhook_testlib import alert, payload
 
@@ -19,6 +20,16 @@ from coredns_anomaly.webhook.schema import _validator
 TOP_REQUIRED = ("version", "groupKey", "status", "receiver", "alerts")
 ALERT_REQUIRED = ("status", "labels", "startsAt", "fingerprint")
 STRING_MAPS = ("groupLabels", "commonLabels", "commonAnnotations")
+# Big, slow, filtered examples are the point here; every run draws anew.
+FUZZ_SETTINGS = settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 
 _scalar = st.one_of(
     st.none(),
