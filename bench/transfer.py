@@ -12,6 +12,11 @@ recordings. Figures per environment, counted only after each instance's warm-up:
   instance-hour, with the 95% Poisson upper bound per 24 h; also split into aftermath (starting
   within AFTERMATH_SECONDS after a fault ended: the recordings hold a fault every minute or two,
   a cluster rarely does) and steady (the rest, per hour of healthy traffic outside aftermaths);
+- the same at two levels: the exporter's verdicts (`coredns_anomaly` rising edges), and the
+  alerts the generated rules raise from them, which keep firing for the re-arm hold
+  (rules/anomaly.py REARM_SECONDS, 10 min) after the exporter clears: what pages a person.
+  At the alert level an episode that starts while the alert is still firing counts as
+  detected but raises no new page (`episodes_while_alarmed`, reported);
 - alarms raised while an instance was still learning (must be 0);
 - episode recall over the nine fault classes and the median delay in steps.
 
@@ -48,6 +53,7 @@ from coredns_anomaly.exporter.bundle import load_bundle, window_ok
 from coredns_anomaly.exporter.engine import Engine, Observation
 from coredns_anomaly.exporter.features import ONE_STEP, FeatureState
 from coredns_anomaly.exporter.runtime import Runtime
+from coredns_anomaly.rules.anomaly import REARM_SECONDS
 from coredns_anomaly.training import dataset as ds_mod
 from coredns_anomaly.training.evaluate import evaluate_decisions
 from coredns_anomaly.training.featurize import instance_pages
@@ -117,15 +123,30 @@ def replay_global_scaler(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str,
     return out
 
 
-def figures(ds: ds_mod.Dataset, runs: dict, scored: dict[str, np.ndarray], step: float) -> dict:
-    """Alarms, recall and delay over the steps in `scored` (after warm-up), per environment."""
+def kept_firing(alarm: np.ndarray, times: np.ndarray, hold: float) -> np.ndarray:
+    """The alert as the generated rules raise it from the exporter's verdicts: firing while
+    `coredns_anomaly` is 1 and for `hold` seconds after it last was (keep_firing_for)."""
+    out, last = alarm.copy(), -np.inf
+    for i, (a, t) in enumerate(zip(alarm, times, strict=True)):
+        if a:
+            last = t
+        elif t - last <= hold:
+            out[i] = True
+    return out
+
+
+def figures(
+    ds: ds_mod.Dataset, runs: dict, scored: dict[str, np.ndarray], step: float, hold: float = 0.0
+) -> dict:
+    """Alarms, recall and delay over the steps in `scored` (after warm-up), per environment;
+    with `hold` > 0, of the alert that keeps firing that long after the exporter clears."""
     T, N, L, A = [], [], [], []
     for inst, r in runs.items():
         m = scored[inst]
         T.append(r["times"][m])
         N.append(np.full(int(m.sum()), inst, object))
         L.append(ds.label_at(inst, r["times"][m]))
-        A.append(r["anomaly"][m])
+        A.append(kept_firing(r["anomaly"][m], r["times"][m], hold) if hold else r["anomaly"][m])
     times, inst, labels, alarm = map(np.concatenate, (T, N, L, A))
     aftermath = int(np.ceil(AFTERMATH_SECONDS / step))
     res = evaluate_decisions(times, inst, labels, alarm, step, aftermath_steps=aftermath)
@@ -145,11 +166,18 @@ def figures(ds: ds_mod.Dataset, runs: dict, scored: dict[str, np.ndarray], step:
         "episode_recall": res["episode_recall"],
         "recall_per_class": {c: v["recall_episode"] for c, v in res["per_class"].items()},
         "median_delay_steps": res["median_delay_steps"],
+        "episodes_while_alarmed": res["episodes_while_alarmed"],
         "pointwise": res["pointwise"],
     }
 
 
-def bench_env(path: Path, model: Path, old_model: Path | None, step: float | None = None) -> dict:
+def bench_env(
+    path: Path,
+    model: Path,
+    old_model: Path | None,
+    step: float | None = None,
+    hold: float = REARM_SECONDS,
+) -> dict:
     ds = ds_mod.load(path)
     if step and step > ds.step * 1.01:  # as a Prometheus scraping every `step` s holds it
         ds = ds_mod.resample_to(ds, step)
@@ -167,11 +195,15 @@ def bench_env(path: Path, model: Path, old_model: Path | None, step: float | Non
         "warmup_seconds_median": float(np.median([learning_steps / len(new) * step])),
         "alarms_while_learning": learning_alarms,
         "new": figures(ds, new, warm, step),
+        # as the generated rules page: kept firing for the re-arm hold (rules/anomaly.py)
+        "new_alert": figures(ds, new, warm, step, hold),
+        "alert_hold_seconds": hold,
         "seconds": time.perf_counter() - t0,
     }
     if old_model is not None:
         old = replay_global_scaler(ds, old_model)
         row["old"] = figures(ds, old, warm, step)  # the same steps as the new model's
+        row["old_alert"] = figures(ds, old, warm, step, hold)
     return row
 
 
@@ -185,13 +217,15 @@ def plot(rows: list[dict], out: Path) -> None:
     x = np.arange(len(rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for key, label, dx in (
-        ("old", "before (lab scaler)", -0.2),
-        ("new", "per-instance baseline", 0.2),
+        ("old", "before (lab scaler), exporter", -0.3),
+        ("new", "per-instance baseline, exporter", -0.1),
+        ("old_alert", "before, as alerts (re-arm hold)", 0.1),
+        ("new_alert", "per-instance baseline, as alerts", 0.3),
     ):
         fa = [(r.get(key) or {}).get("false_alarms_per_hour") or 0.0 for r in rows]
         rec = [(r.get(key) or {}).get("episode_recall") or 0.0 for r in rows]
-        axes[0].bar(x + dx, fa, 0.4, label=label)
-        axes[1].bar(x + dx, rec, 0.4, label=label)
+        axes[0].bar(x + dx, fa, 0.2, label=label)
+        axes[1].bar(x + dx, rec, 0.2, label=label)
     axes[0].set_ylabel("false alarms per healthy instance-hour")
     axes[0].axhline(1 / 24, color="k", ls=":", lw=1, label="target: 1 per 24 h")
     axes[1].set_ylabel("episode recall (9 fault classes)")
@@ -257,11 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(bench_env(env, used, None if args.no_old else args.old_model, args.step))
         r = rows[-1]
         r["model"] = _rel(used)
-        for key in ("old", "new"):
+        for key in ("old", "new", "old_alert", "new_alert"):
             f = r.get(key)
             if f:
                 log.info(
-                    "  %-3s alarms/h %.3f (%d in %.2f h), recall %.3f, delay %s, learning alarms %d",
+                    "  %-9s alarms/h %.3f (%d in %.2f h), recall %.3f, delay %s, learning alarms %d",
                     key, f["false_alarms_per_hour"] or 0, f["false_alarms"],
                     f["healthy_instance_hours"], f["episode_recall"], f["median_delay_steps"],
                     r["alarms_while_learning"],
@@ -350,19 +384,24 @@ def with_warmup(model: Path, seconds: float, tmp: Path) -> Path:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| environment | step | healthy inst-h | model | false alarms (per h) | 95% upper, per 24 h | of which aftermath | steady: inst-h, alarms (per h) | episode recall | median delay, steps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| environment | step | healthy inst-h | model | false alarms (per h) | per inst. per 24 h | 95% upper, per 24 h | of which aftermath | steady: inst-h, alarms (per h) | episode recall | of which already alerting | median delay, steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        for key, name in (("old", "before: lab scaler"), ("new", "per-instance baseline")):
+        for key, name in (
+            ("old", "before: lab scaler"),
+            ("new", "per-instance baseline"),
+            ("old_alert", "before, as alerts"),
+            ("new_alert", "per-instance baseline, as alerts"),
+        ):
             f = r.get(key)
             if not f:
                 continue
             lines.append(
                 f"| {r['environment']} | {r['step_seconds']:.0f} s | {f['healthy_instance_hours']:.2f} | {name} | "
-                f"{f['false_alarms']} ({(f['false_alarms_per_hour'] or 0):.2f}) | {(f['false_alarms_per_24h_upper95'] or 0):.1f} | "
+                f"{f['false_alarms']} ({(f['false_alarms_per_hour'] or 0):.2f}) | {24 * (f['false_alarms_per_hour'] or 0):.1f} | {(f['false_alarms_per_24h_upper95'] or 0):.1f} | "
                 f"{f['aftermath_alarms']} | {f['steady_instance_hours']:.2f} h, {f['steady_false_alarms']} ({(f['steady_false_alarms_per_hour'] or 0):.2f}) | "
-                f"{f['episode_recall']:.3f} ({f['episodes']}) | {f['median_delay_steps']} |"
+                f"{f['episode_recall']:.3f} ({f['episodes']}) | {f.get('episodes_while_alarmed', '')} | {f['median_delay_steps']} |"
             )
     return "\n".join(lines)
 

@@ -115,6 +115,16 @@ PRESETS = {
         description="the long held-out soak: 8 instances at 3-400 lookups/s for ~90 min, release "
         "1.11.4, 30% A+AAAA clients, ndots 3, 2% SRV/PTR/TXT",
     ),
+    # The fourth soak, recorded after the aftermath analysis of 2026-12-03 looked at env-soak3's
+    # alarms: held out of that session's choices (the alert's re-arm hold), scored once after.
+    "env-soak4": Preset(
+        instances=6, step=2.0, seed=3109, base_rates=(6.0, 15.0, 40.0, 100.0, 250.0, 700.0),
+        classes=FAULT_CLASSES, episodes_per_class=2, warmup=ENV_WARMUP,
+        gap=(600.0, 900.0), duration=(40.0, 70.0), benign_probability=1.0,
+        rewrite=True, mix=QueryMix(aaaa_share=0.7, ndots=4, search=3, other_share=0.04),
+        description="the fourth held-out soak: 6 instances at 6-700 lookups/s for ~1 h, pinned "
+        "release, a rewrite rule, 70% A+AAAA clients, ndots 4, 4% SRV/PTR/TXT",
+    ),
 }  # fmt: skip
 
 

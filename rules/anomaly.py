@@ -11,6 +11,16 @@ Why these numbers (docs/rules.md has the long form):
   at 2, twice the validated threshold, with `keep_firing_for` the exporter's calm span.
 - `unless ... coredns_anomaly_learning == 1`: while the exporter is still learning an
   instance's own normal (its warm-up), the score is published for inspection only.
+- warning `keep_firing_for` = REARM_SECONDS (10 min; `rules generate --keep-firing-for`): once
+  an anomaly alert fired for an instance, it stays one alert until the instance has been calm
+  that long. After a fault, a CoreDNS often sits in a changed state for minutes (a cache left
+  full of a flood's names keeps evicting, the Go heap stays grown, more sockets open) and its
+  score hovers around 1 until the baseline relearns it: without the hold that recovery pages
+  again and again, and on the lab's soaks it made almost all of the false alarms. The cost:
+  `resolved` arrives 10 minutes after the recovery, and a second fault on the same instance
+  inside those 10 minutes does not page anew (the alert is still firing). bench/transfer.py
+  counts false alarms at this alert level too; 10 minutes was the shortest of 0, 2, 5, 10 and
+  15 that kept every tuning soak within 1 per instance per 24 h (docs/transfer.md).
 - `for:` = one model step: the exporter already applies the validated debounce
   (decision_debounce_steps) before it sets `coredns_anomaly`, so the rule only asks the verdict
   to hold one more step (at Prometheus's 15-30 s evaluation interval: two consecutive
@@ -30,6 +40,8 @@ from .model import ModelFacts, RulesError
 from .render import anchor, duration
 
 GROUP = "coredns-anomaly"
+# The warning alert's re-arm hold (module doc): one alert per incident and its recovery.
+REARM_SECONDS = 600.0
 META_GROUP = "coredns-anomaly-detector"
 
 
@@ -39,6 +51,7 @@ class Options:
     coredns_job: str = "coredns"  # the job scraping CoreDNS itself, for the unwatched check
     runbook_url_base: str = "docs/runbooks.md"
     critical_score: float | None = None  # None: derived from the bundle (see module doc)
+    rearm_seconds: float = REARM_SECONDS  # the warning's keep_firing_for; 0 = none
 
 
 def critical_score(m: ModelFacts, override: float | None = None) -> float:
@@ -139,6 +152,8 @@ def anomaly_rules(m: ModelFacts, o: Options) -> list[dict[str, Any]]:
         }
         if severity == "critical" and m.clear_steps > 1:
             rule["keep_firing_for"] = duration(m.clear_steps * m.step_seconds)
+        if severity == "warning" and o.rearm_seconds > 0:
+            rule["keep_firing_for"] = duration(o.rearm_seconds)
         rules.append(rule)
     return rules
 

@@ -89,9 +89,12 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
     k = math.ceil(for_seconds(m) / INTERVAL - 1e-9)  # evaluations the `for:` hold spans
     # the critical alert keeps firing over the exporter's calm span (keep_firing_for)
     kept = math.ceil(m.clear_steps * m.step_seconds / INTERVAL - 1e-9) if m.clear_steps > 1 else 0
-    # samples: quiet x2, warning-level x1, critical-level x(k + 2), quiet x(2 + kept)
-    scores = [0.31, 0.42, warn_score] + [crit_score] * (k + 2) + [0.35, 0.3] + [0.3] * kept
-    flags = [0, 0] + [1] * (k + 3) + [0, 0] + [0] * kept
+    # the warning keeps firing for the re-arm hold once the exporter clears (keep_firing_for)
+    rearm = math.ceil(o.rearm_seconds / INTERVAL - 1e-9)
+    # samples: quiet x2, warning-level x1, critical-level x(k + 2), quiet x(2 + longest hold)
+    calm = max(kept, rearm)
+    scores = [0.31, 0.42, warn_score] + [crit_score] * (k + 2) + [0.35, 0.3] + [0.3] * calm
+    flags = [0, 0] + [1] * (k + 3) + [0, 0] + [0] * calm
     n = len(scores)
     present = [None if f == 0 else 1 for f in flags]
     series = [
@@ -125,6 +128,7 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
         return f"{i * INTERVAL}s"
 
     warn = expected("warning", crit_score if k else warn_score)
+    first_calm = 5 + k  # the first sample where coredns_anomaly is 0 again
     checks = [
         # the first anomalous evaluation: pending only while the `for:` hold runs
         {"eval_time": at(2), "alertname": N.ANOMALY_ALERT, "exp_alerts": [] if k else [warn]},
@@ -132,11 +136,14 @@ def anomaly_tests(m: ModelFacts, o: Options, rules_file: str) -> dict[str, Any]:
         {"eval_time": at(2 + k), "alertname": N.ANOMALY_ALERT, "exp_alerts": [warn]},
         {"eval_time": at(3 + k), "alertname": N.ANOMALY_ALERT,
          "exp_alerts": [expected("warning", crit_score), expected("critical", crit_score)]},
-        # the model calls the window normal again: the warning resolves at once, the critical
-        # one after keep_firing_for
-        *({"eval_time": at(n - 2 - kept + i), "alertname": N.ANOMALY_ALERT,
-           "exp_alerts": [expected("critical", crit_score)]} for i in range(kept)),
-        {"eval_time": at(n - 2), "alertname": N.ANOMALY_ALERT, "exp_alerts": []},
+        # the model calls the window normal again: each alert keeps firing for its own
+        # keep_firing_for (the critical one the exporter's calm span, the warning the re-arm
+        # hold), with the value it last had, then resolves
+        *({"eval_time": at(first_calm + i), "alertname": N.ANOMALY_ALERT,
+           "exp_alerts": [expected(sev, crit_score) for sev, hold_evals in
+                          (("warning", rearm), ("critical", kept)) if i < hold_evals]}
+          for i in sorted({0, kept - 1, kept, rearm - 1} - {-1}) if i < calm),
+        {"eval_time": at(first_calm + calm), "alertname": N.ANOMALY_ALERT, "exp_alerts": []},
     ]  # fmt: skip
     return {"interval": f"{INTERVAL}s", "input_series": series, "alert_rule_test": checks}
 

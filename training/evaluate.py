@@ -101,7 +101,7 @@ def evaluate_decisions(
     per_class: dict[str, dict[str, Any]] = {}
     false_alarms = aftermath_alarms = 0
     normal_steps = steady_steps = 0
-    short_episodes = 0
+    short_episodes = already_alarmed = 0
     for _inst, idx in _groups(instances, times):
         lab, t, a = labels[idx], times[idx], alarm[idx]
         eps = episodes(lab, t)
@@ -116,6 +116,7 @@ def evaluate_decisions(
                 continue
             hits = np.flatnonzero(a[i:j])
             c["episodes"] += 1
+            already_alarmed += int(i > 0 and a[i - 1])  # detected, but no new alarm onset
             if len(hits):
                 c["detected"] += 1
                 c["delays_steps"].append(int(hits[0]))
@@ -136,6 +137,7 @@ def evaluate_decisions(
     delays = [d for c in per_class.values() for d in c["delays_steps"]]
     out["median_delay_steps"] = float(np.median(delays)) if delays else None
     out["short_episodes"] = short_episodes
+    out["episodes_while_alarmed"] = already_alarmed
     out["false_alarms"] = false_alarms
     out["normal_hours"] = normal_hours
     out["false_alarms_per_hour"] = false_alarms / normal_hours if normal_hours else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,10 @@ def test_anomaly_alert_numbers_come_from_the_bundle():
     assert rules[0]["expr"].startswith('coredns_anomaly_score{job="coredns-anomaly"}\nand\n')
     assert f">= {crit:g}\n" in rules[1]["expr"]
     # critical keeps firing over the exporter's calm span, so it does not flap either
-    assert "keep_firing_for" not in rules[0]
+    # the warning: one alert per incident and its recovery (the re-arm hold); 0 turns it off
+    assert rules[0]["keep_firing_for"] == "10m"
+    plain = anomaly.anomaly_rules(m, replace(anomaly.Options(), rearm_seconds=0))
+    assert "keep_firing_for" not in plain[0] and plain[1] == rules[1]
     assert rules[1]["keep_firing_for"] == f"{m.clear_steps * m.step_seconds:.0f}s"
     for r in rules:  # what the webhook's feedback page reads
         ann = r["annotations"]
