@@ -1,19 +1,21 @@
 """Classic alerting rules from learned thresholds (thresholds.json), for setups without the exporter.
 
-Rendering is separate from learning (learn.py) so the committed rules can be re-rendered and
-checked without Prometheus or the datasets; only `rules classic --dataset` relearns.
+Only rendering is here: training learns the thresholds (`coredns-anomaly thresholds learn`,
+training/baselines/thresholds.py) and writes thresholds.json, so the committed rules are
+re-rendered and checked without Prometheus, the datasets or the training code.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from coredns_anomaly.contracts import thresholds
+from coredns_anomaly.contracts.signals import SIGNALS, Signal
 
 from .anomaly import fill
 from .model import RulesError
 from .render import anchor
-from .signals import BY_NAME, SIGNALS, Signal
 
 GROUP = "coredns-anomaly-classic"
 VALUE_FORMAT = {
@@ -31,21 +33,11 @@ def format_threshold(sig: Signal, value: float) -> str:
 
 
 def load_thresholds(path: str | Path) -> dict[str, Any]:
-    """thresholds.json as `rules classic` wrote it; RulesError if it is not usable."""
-    path = Path(path)
+    """thresholds.json as training wrote it (contracts/thresholds.py); RulesError if unusable."""
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RulesError(f"{path} not found: learn it with `rules classic --dataset ...`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RulesError(f"{path} is not valid JSON: {exc}") from None
-    for key in ("window", "for", "signals"):
-        if key not in (doc if isinstance(doc, dict) else {}):
-            raise RulesError(f"{path} lacks `{key}`: relearn with `rules classic --dataset ...`")
-    unknown = sorted(set(doc["signals"]) - set(BY_NAME))
-    if unknown:
-        raise RulesError(f"{path}: unknown signals {unknown}; relearn with this version")
-    return doc
+        return thresholds.read(path)
+    except thresholds.ThresholdsError as exc:
+        raise RulesError(str(exc)) from None
 
 
 def classic_rules(

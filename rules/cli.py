@@ -1,14 +1,14 @@
 """``coredns-anomaly rules``: generate alerting rules, their promtool tests and the runbooks.
 
-Only pyyaml at import time; learning classic thresholds imports the training code lazily.
-Every command renders all of its outputs in memory first and writes them together
-(render.write_all), so an error leaves existing files untouched.
+Only pyyaml at import time, and nothing of training: the classic rules are rendered from the
+thresholds.json that training learns (`coredns-anomaly thresholds learn`). Every command
+renders all of its outputs in memory first and writes them together (render.write_all), so an
+error leaves existing files untouched.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -20,6 +20,13 @@ RULES_FILE = "coredns-anomaly.rules.yml"
 CLASSIC_FILE = "coredns-classic.rules.yml"
 CLASSIC_LEGACY_FILE = "coredns-classic-legacy.rules.yml"
 DEFAULT_RUNBOOKS = "docs/runbooks.md"
+MOVED_TO_TRAINING = ("--dataset", "--evaluate", "--rate-window", "--model")
+LEARN_ELSEWHERE = (
+    "learning thresholds is training's: `coredns-anomaly thresholds learn --dataset DIR "
+    "[--dataset DIR ...] --out DIR` writes DIR/thresholds.json, `rules classic --thresholds "
+    "DIR/thresholds.json --out OUT` renders it, and `coredns-anomaly thresholds evaluate` "
+    "scores the rendered rules (docs/rules.md)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,29 +70,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cls = sub.add_parser(
         "classic",
         allow_abbrev=False,
-        help="classic rules on CoreDNS metrics, thresholds learned from datasets' normal traffic",
-        description="Learn thresholds from the train part's normal steps of --dataset(s) (needs "
-        "prometheus/promtool), or re-render from --thresholds. Writes OUT/thresholds.json, the rule "
-        "file, its promtool test and a PrometheusRule manifest.",
+        help="classic rules on CoreDNS metrics, from thresholds learned by `thresholds learn`",
+        description="Renders --thresholds (thresholds.json, written by `coredns-anomaly "
+        "thresholds learn`): the rule file, its promtool test and a PrometheusRule manifest.",
     )
-    src = cls.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", action="append", type=Path, help="dataset directory (repeatable)")
-    src.add_argument("--thresholds", type=Path, help="re-render from a thresholds.json")
+    cls.add_argument(
+        "--thresholds", type=Path, help="thresholds.json from `coredns-anomaly thresholds learn`"
+    )
     cls.add_argument("--out", required=True, type=Path, help="output directory")
     cls.add_argument("--job", default="coredns", help="the job scraping CoreDNS")
-    cls.add_argument("--rate-window", default="1m", help="rate window of every rule (default 1m)")
     cls.add_argument(
         "--legacy-names",
         action="store_true",
         help="pre-1.11 forward metric names (coredns_forward_*) instead of coredns_proxy_*",
     )
-    cls.add_argument(
-        "--evaluate",
-        action="store_true",
-        help="also score the rules and the coredns-mixin on the datasets' test split "
-        "(OUT/evaluation.json; real Prometheus)",
-    )
-    cls.add_argument("--model", default="models/default", help="bundle whose window sets the test windows")  # fmt: skip
+    # Learning moved to training: these flags only say so (hidden from --help).
+    for flag in MOVED_TO_TRAINING:
+        cls.add_argument(flag, action="append", nargs="?", const="", help=argparse.SUPPRESS)
     _common(cls)
     cls.set_defaults(handler=_classic)
 
@@ -178,7 +179,6 @@ def classic_files(args: argparse.Namespace, learned: dict) -> dict[Path, str]:
         learned, args.job, args.runbook_url_base, legacy, f"../{name}"
     )
     return {
-        args.out / "thresholds.json": json.dumps(learned, indent=1, sort_keys=True) + "\n",
         args.out / name: render.dump({"groups": groups}, header),
         args.out / "tests" / f"{stem}.rules.test.yml": render.dump(
             test, "promtool test rules: generated with the rules; do not edit."
@@ -194,59 +194,19 @@ def _classic(args: argparse.Namespace) -> int:
     from .model import RulesError
     from .render import write_all
 
-    if args.evaluate and not args.dataset:
-        _usage(ValueError("--evaluate needs --dataset (the test split to score on)"))
+    moved = [f for f in MOVED_TO_TRAINING if getattr(args, f[2:].replace("-", "_"))]
+    if moved:
+        _usage(ValueError(f"{', '.join(moved)}: {LEARN_ELSEWHERE}"))
+    if args.thresholds is None:
+        _usage(ValueError(f"--thresholds is required; {LEARN_ELSEWHERE}"))
     try:
-        if args.thresholds:
-            learned = load_thresholds(args.thresholds)
-        else:
-            from .learn import LearnError, learn
-
-            try:
-                learned = learn(args.dataset, args.rate_window)
-            except LearnError as exc:
-                raise RulesError(str(exc)) from None
-        files = classic_files(args, learned)
+        files = classic_files(args, load_thresholds(args.thresholds))
     except RulesError as exc:
         _usage(exc)
-    if args.evaluate:
-        files[args.out / "evaluation.json"] = _evaluation(args, files)
     write_all(files)
     for p in files:
         log.info("wrote %s", p)
     return 0
-
-
-def _evaluation(args: argparse.Namespace, files: dict[Path, str]) -> str:
-    """Classic rules and the coredns-mixin on the test split, scored like the models."""
-    import tempfile
-
-    from .learn import evaluate
-    from .model import load_model_facts
-
-    window = load_model_facts(args.model).window
-    mixin = Path(__file__).with_name("coredns_mixin.yml")
-    name = CLASSIC_LEGACY_FILE if args.legacy_names else CLASSIC_FILE
-    with tempfile.TemporaryDirectory(prefix="rules-eval-") as tmp:
-        rules = Path(tmp) / name
-        rules.write_text(files[args.out / name])
-        res = evaluate(args.dataset, {"classic": rules, "coredns_mixin": mixin}, window)
-    slim = {
-        k: {
-            "episode_recall": v["episode_recall"], "pointwise": v["pointwise"],
-            "false_alarms": v["false_alarms"], "false_alarms_per_hour": v["false_alarms_per_hour"],
-            "median_delay_steps": v["median_delay_steps"], "normal_hours": v["normal_hours"],
-            "per_class": {c: {kk: pc[kk] for kk in ("episodes", "detected", "median_delay_steps")} for c, pc in v["per_class"].items()},
-            "seen_vs_held_out": v["seen_vs_held_out"],
-        }
-        for k, v in res.items()
-    }  # fmt: skip
-    meta = {
-        "datasets": [str(p) for p in args.dataset],
-        "window": window,
-        "split": "test (last 25%)",
-    }
-    return json.dumps({"setup": meta, **slim}, indent=1, sort_keys=True) + "\n"
 
 
 def _runbooks(args: argparse.Namespace) -> int:

@@ -13,12 +13,12 @@ import math
 from typing import Any
 
 from coredns_anomaly.contracts import names as N
+from coredns_anomaly.contracts.signals import SIGNALS, Signal
 
 from .anomaly import ANOMALY_TEXT, Options, critical_score, fill, for_seconds, meta_rules
 from .classic import annotation_texts
 from .model import ModelFacts
 from .render import anchor, duration, seconds
-from .signals import SIGNALS, Signal
 
 INTERVAL = 15  # seconds between samples, a common scrape interval
 SICK, HEALTHY, LEARNING = "10.0.0.10:9153", "10.0.0.11:9153", "10.0.0.12:9153"

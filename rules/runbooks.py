@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .signals import SIGNALS
+from coredns_anomaly.contracts.signals import SIGNALS
 
 HEADER = """# Runbooks
 
@@ -133,7 +133,7 @@ def runbooks_markdown() -> str:
         "from normal recorded traffic (thresholds and their provenance in "
         "`rules/generated/classic/thresholds.json`). Severity warning: the edge of normal, not a "
         "measured impact. Mark false alarms on the feedback page; relearn thresholds from your own "
-        "fleet with `coredns-anomaly collect` then `rules classic --dataset`.\n"
+        "fleet with `coredns-anomaly collect`, `thresholds learn`, then `rules classic --thresholds`.\n"
     )
     for sig in SIGNALS:
         out.append(

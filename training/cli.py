@@ -1,5 +1,5 @@
-"""Subcommands of the training role: collect, train, restep, fit, label, dataset. Heavy imports
-stay in handlers."""
+"""Subcommands of the training role: collect, train, restep, fit, label, thresholds, dataset.
+Heavy imports stay in handlers."""
 
 from __future__ import annotations
 
@@ -154,6 +154,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_prometheus_auth_flags(lbl)
     lbl.set_defaults(handler=_label, selector="{}")
 
+    thr = sub.add_parser(
+        "thresholds",
+        help="classic rules' thresholds learned from datasets' normal traffic, and rule files "
+        "scored on their test split (real Prometheus)",
+        description="`learn` writes thresholds.json, which `coredns-anomaly rules classic "
+        "--thresholds` renders; `evaluate` scores the rendered rules and the coredns-mixin like "
+        "the models. See docs/rules.md.",
+    )
+    thr_sub = thr.add_subparsers(dest="thresholds_command", required=True, metavar="SUBCOMMAND")
+    tl = thr_sub.add_parser(
+        "learn",
+        allow_abbrev=False,
+        help="thresholds from the train part's normal steps, `for:` from validation",
+        description="Writes OUT/thresholds.json (needs prometheus/promtool).",
+    )
+    tl.add_argument("--dataset", type=Path, action="append", required=True, help="dataset directory (repeatable)")  # fmt: skip
+    tl.add_argument("--out", type=Path, required=True, help="output directory")
+    tl.add_argument("--rate-window", default="1m", help="rate window of every rule (default 1m)")
+    tl.set_defaults(handler=_thresholds_learn)
+    te = thr_sub.add_parser(
+        "evaluate",
+        allow_abbrev=False,
+        help="score classic rules and the coredns-mixin on the datasets' test split",
+        description="Writes OUT/evaluation.json: the rule files' figures on the test split, "
+        "with the models' windows and evaluation (real Prometheus).",
+    )
+    te.add_argument("--dataset", type=Path, action="append", required=True, help="dataset directory (repeatable)")  # fmt: skip
+    te.add_argument("--classic", type=Path, required=True, help="the classic rule file to score (as `rules classic` rendered it)")  # fmt: skip
+    te.add_argument("--mixin-rules", type=Path, default=Path("rules/coredns_mixin.yml"), help="the coredns-mixin rule file scored beside it")  # fmt: skip
+    te.add_argument("--model", type=Path, default=Path("models/default"), help="bundle whose window sets the test windows")  # fmt: skip
+    te.add_argument("--out", type=Path, required=True, help="output directory")
+    te.set_defaults(handler=_thresholds_evaluate)
+
     dset = sub.add_parser("dataset", help="inspect or export a dataset")
     dset_sub = dset.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")
     info = dset_sub.add_parser("info", help="summary: duration, instances, episodes per class")
@@ -268,6 +301,48 @@ def _label(args: argparse.Namespace) -> int:
         args.report.write_text(f"# Weak labels in {args.out}\n\n{table}\n")
     print(table)
     print(f"{len(found.records)} weak labels -> {args.out}")
+    return 0
+
+
+def _thresholds_learn(args: argparse.Namespace) -> int:
+    from coredns_anomaly.cli import UsageError
+    from coredns_anomaly.contracts import thresholds
+
+    from .baselines.thresholds import LearnError, learn
+
+    try:
+        doc = learn(args.dataset, args.rate_window)
+    except (LearnError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    path = thresholds.write(doc, args.out / thresholds.FILE)
+    print(f"thresholds: {path} (render with `coredns-anomaly rules classic --thresholds {path}`)")
+    return 0
+
+
+def _thresholds_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from coredns_anomaly.cli import UsageError
+    from coredns_anomaly.contracts.bundle import BundleError, BundleMeta
+
+    from .baselines.thresholds import evaluation
+    from .dataset import DatasetError
+
+    for flag, path in (("--classic", args.classic), ("--mixin-rules", args.mixin_rules)):
+        if not path.is_file():
+            raise UsageError(f"{flag} {path}: no such rule file")
+    try:
+        window = BundleMeta.read(args.model / "model.json").window
+        rules = {"classic": args.classic, "coredns_mixin": args.mixin_rules}
+        doc = evaluation(args.dataset, rules, window)
+    except (BundleError, DatasetError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "evaluation.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    print(f"evaluation: {path}")
     return 0
 
 

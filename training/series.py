@@ -228,8 +228,18 @@ class Split:
     test: list[Series]
 
 
+# Each instance's timeline: the first TRAIN_FRACTION trains, the next VAL_FRACTION validates,
+# the rest (TEST_FRACTION) tests. Every consumer of the split (the pipeline, the classic
+# thresholds, their evaluation) goes through time_split, so these are the only copies.
+TRAIN_FRACTION = 0.55
+VAL_FRACTION = 0.2
+TEST_FRACTION = 1.0 - TRAIN_FRACTION - VAL_FRACTION
+
+
 def time_split(
-    series: list[Series], fractions: tuple[float, float] = (0.55, 0.2), margin: int = 32
+    series: list[Series],
+    fractions: tuple[float, float] = (TRAIN_FRACTION, VAL_FRACTION),
+    margin: int = 32,
 ) -> Split:
     """Per series: the first part trains, the next validates, the rest tests (time-ordered).
 

@@ -103,58 +103,20 @@ def test_bad_thresholds_file(cli, tmp_path, out):
     _untouched(out)
 
 
-def test_evaluate_needs_datasets(cli, out):
-    code, err = cli("rules", "classic", "--thresholds", THRESHOLDS, "--out", out, "--evaluate")
-    assert code == 2 and "--evaluate needs --dataset" in err
+@pytest.mark.parametrize(
+    "moved",
+    [["--evaluate"], ["--dataset", "data/lab-v1"], ["--rate-window", "2m"], ["--model", "m"]],
+)
+def test_learning_flags_name_the_training_command(cli, out, moved):
+    """Learning moved to training: the old flags say where, and nothing is written."""
+    code, err = cli("rules", "classic", "--thresholds", THRESHOLDS, "--out", out, *moved)
+    assert code == 2 and f"{moved[0]}: learning thresholds is training's" in err
+    assert "coredns-anomaly thresholds learn --dataset DIR" in err
     _untouched(out)
 
 
-def test_classic_needs_a_source(cli, out):
+def test_classic_needs_thresholds(cli, out):
     code, err = cli("rules", "classic", "--out", out)
-    assert code == 2 and "one of the arguments --dataset --thresholds is required" in err
-
-
-def test_dataset_too_small_to_learn_from(cli, tmp_path, out):
-    """Five minutes of lab-v1: refused before any Prometheus starts, nothing written."""
-    from coredns_anomaly.training import dataset as ds_mod
-
-    ds = ds_mod.load(ROOT / "data" / "lab-v1")
-    t0 = float(ds.samples["timestamp"].min())
-    small = ds_mod.Dataset(
-        ds.samples[ds.samples["timestamp"] < t0 + 300].reset_index(drop=True),
-        ds.labels[ds.labels["start"] < t0 + 300].reset_index(drop=True),
-        ds.meta,
-    )
-    path = ds_mod.write(small, tmp_path / "small")
-    code, err = cli("rules", "classic", "--dataset", path, "--out", out)
-    assert code == 2
-    assert "minutes of normal traffic in the train part" in err and "need at least 10" in err
+    assert code == 2 and "--thresholds is required" in err
+    assert "coredns-anomaly thresholds learn" in err
     _untouched(out)
-
-
-def test_missing_dataset(cli, tmp_path, out):
-    code, err = cli("rules", "classic", "--dataset", tmp_path / "nope", "--out", out)
-    assert code == 2 and "nope" in err
-    _untouched(out)
-
-
-def test_write_all_leaves_targets_alone_when_a_temp_write_fails(tmp_path, monkeypatch):
-    from coredns_anomaly.rules import render
-
-    a = tmp_path / "a.yml"
-    a.write_text("old a\n")
-    real = Path.write_text
-    calls = []
-
-    def flaky(self, text, *args, **kw):
-        calls.append(self)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return real(self, text, *args, **kw)
-
-    monkeypatch.setattr(Path, "write_text", flaky)
-    with pytest.raises(OSError, match="disk full"):
-        render.write_all({a: "new a\n", tmp_path / "c.yml": "new c\n"})
-    monkeypatch.undo()
-    assert a.read_text() == "old a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yml"]  # no temp file left

@@ -7,14 +7,11 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from coredns_anomaly.rules import anomaly, render
-from coredns_anomaly.rules.learn import after_anomaly, split_bounds, threshold
 from coredns_anomaly.rules.model import load_model_facts
-from coredns_anomaly.training.series import Series, time_split
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "rules" / "generated"
@@ -135,7 +132,7 @@ def test_classic_current_and_legacy_metric_names():
 
 def test_classic_thresholds_in_rules_are_the_learned_ones():
     learned = json.loads((GENERATED / "classic" / "thresholds.json").read_text())
-    from coredns_anomaly.rules.signals import BY_NAME
+    from coredns_anomaly.contracts.signals import BY_NAME
 
     rules = {r["alert"]: r for r in _rules(GENERATED / "classic" / "coredns-classic.rules.yml")}
     kept = {n: e for n, e in learned["signals"].items() if "skipped" not in e}
@@ -147,40 +144,3 @@ def test_classic_thresholds_in_rules_are_the_learned_ones():
         assert r["annotations"]["top_features"] == BY_NAME[name].feature
     # a share whose normal traffic already reaches 100% cannot be a rule
     assert all(learned["signals"][n]["threshold"] >= 1 for n in learned["signals"] if n not in kept)
-
-
-def test_split_bounds_match_the_models_split():
-    for n in (10, 1040, 1041):
-        labels = np.full(n, "normal", object)
-        labels[int(n * 0.5) : int(n * 0.6)] = "query_flood"  # across the first boundary
-        s = Series("x", np.arange(n, dtype=float), np.zeros((n, 1)), labels)
-        sp = time_split([s])
-        assert not (sp.train[0].labels[-1] == sp.val[0].labels[0] == "query_flood")
-        assert split_bounds(labels) == (
-            len(sp.train[0].times),
-            len(sp.train[0].times) + len(sp.val[0].times),
-        )
-
-
-def test_threshold_is_a_high_quantile_plus_margin():
-    v = np.concatenate([np.zeros(990), np.linspace(0.1, 1.0, 10)])
-    t = threshold(v)
-    assert np.quantile(v, 0.999) < t < 1.0 + 0.11
-
-
-def test_steps_whose_rate_window_reaches_into_an_episode_are_not_normal():
-    import pandas as pd
-
-    class DS:
-        def anomalies(self):
-            return pd.DataFrame(
-                {"instance": ["a", "b"], "start": [10.0, 0.0], "end": [20.0, 100.0]}
-            )
-
-    t = np.arange(0, 100, 2.0)
-    tainted = after_anomaly(DS(), "a", t, 62)
-    assert (
-        not tainted[t < 10].any()
-        and tainted[(t >= 10) & (t < 82)].all()
-        and not tainted[t >= 82].any()
-    )

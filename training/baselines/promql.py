@@ -81,6 +81,16 @@ def rule_alerts(rules_file: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def backfill(ds: Dataset, workdir: Path) -> Path:
+    """The dataset as a TSDB in `workdir`/tsdb (OpenMetrics under job="coredns", backfilled with
+    promtool), ready for `prometheus.serving`; returns its path."""
+    om = workdir / "data.om"
+    write_openmetrics(ds, om, job=JOB)
+    prometheus.backfill_openmetrics(om, workdir / "tsdb")
+    om.unlink()
+    return workdir / "tsdb"
+
+
 def _has_recording_rules(rules_file: Path) -> bool:
     doc = yaml.safe_load(rules_file.read_text()) or {}
     return any("record" in r for g in doc.get("groups") or [] for r in g.get("rules") or [])
@@ -208,9 +218,7 @@ def evaluate_alert_rules(
             tsdb = wd / "tsdb"
             wd.mkdir()
             sub = Dataset(ds.samples[ds.samples["instance"].isin(group)], ds.labels, ds.meta)
-            write_openmetrics(sub, wd / "data.om", job=JOB)
-            prometheus.backfill_openmetrics(wd / "data.om", tsdb)
-            (wd / "data.om").unlink()
+            backfill(sub, wd)
             # From the first sample, not the first requested time: rate windows and `for:`
             # holds carry into a requested sub-range (a test split) as they would live.
             t0 = min(float(sub.samples["timestamp"].min()), *(times[i].min() for i in group))

@@ -1,13 +1,16 @@
-"""Learn classic thresholds from a dataset's normal traffic, and score rules on its test split.
+"""Classic thresholds learned from datasets' normal traffic, and rule files scored on their test
+split (`coredns-anomaly thresholds learn` / `thresholds evaluate`).
 
 Signal values come from the real Prometheus (the dataset backfilled with promtool, the exact
-PromQL of the rule queried with query_range), so a learned threshold means what the rule
-means: same rate windows, extrapolation, histogram_quantile. Only normal steps of the *train*
-part (training/series.time_split, the split the models use) feed a threshold; the test part
-is touched only by `evaluate`, through training.baselines.evaluate_alert_rules, exactly as the
-coredns-mixin baseline and the models are scored.
+PromQL of the rule, contracts/signals.py, queried with query_range), so a learned threshold
+means what the rule means: same rate windows, extrapolation, histogram_quantile. Only normal
+steps of the *train* part (series.time_split, the split the models use) feed a threshold; the
+`for:` is chosen on the validation part with the pipeline's objective; the test part is touched
+only by `evaluate_rules`, through evaluate_alert_rules, exactly as the coredns-mixin baseline
+and the models are scored.
 
-Heavy imports (pandas, training) are here, never in the generator modules.
+What is learned is written as thresholds.json (contracts/thresholds.py); the rules generator
+renders it (`coredns-anomaly rules classic --thresholds`) and imports nothing from here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,32 @@ from typing import Any
 
 import numpy as np
 
-from .signals import SIGNALS, Signal
+from coredns_anomaly.contracts.signals import SIGNALS, Signal
+from coredns_anomaly.exporter.promapi import PrometheusAPI
+from coredns_anomaly.lab import prometheus
+
+from .. import dataset as ds_mod
+from ..detector import as_series
+from ..evaluate import evaluate_decisions
+from ..pipeline import HELD_OUT_DEFAULT, VAL_NOVEL_DEFAULT, objective, split_report
+from ..series import (
+    NORMAL,
+    TEST_FRACTION,
+    TRAIN_FRACTION,
+    Scaler,
+    Series,
+    Windows,
+    make_windows,
+    time_split,
+)
+from .promql import (
+    JOB,
+    apply_for,
+    backfill,
+    evaluate_alert_rules,
+    parse_duration,
+    query_range_series,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +57,7 @@ QUANTILE = 0.999  # of normal train values: a robust "highest normal" that ignor
 MARGIN = 0.1  # headroom above it, as a share of the normal spread (quantile - median)
 MIN_NORMAL_STEPS = 300  # per signal, over all instances of all datasets
 MIN_NORMAL_MINUTES = 10.0  # of normal train traffic in all, below which thresholds are guesses
+FOR_CANDIDATES = ("0s", "10s", "30s", "1m")
 
 
 class LearnError(ValueError):
@@ -43,22 +72,29 @@ class Values:
     values: np.ndarray
 
 
+@dataclass
+class Part:
+    """One instance of one dataset, for choosing the `for:` on its validation part."""
+
+    key: str  # dataset path:instance (the shipped datasets reuse instance names)
+    times: np.ndarray
+    labels: np.ndarray
+    values: dict[str, Values]  # per signal
+    train_end: int  # index where validation starts
+    val_end: int  # index where test starts
+    step: float
+
+
 def query_signals(
-    ds: Any, signals: tuple[Signal, ...], window: str, job: str = "coredns"
+    ds: ds_mod.Dataset, signals: tuple[Signal, ...], window: str, job: str = JOB
 ) -> dict[str, dict[str, Values]]:
     """{instance: {signal name: Values}} for every scrape time of the dataset, via Prometheus."""
-    from coredns_anomaly.exporter.promapi import PrometheusAPI
-    from coredns_anomaly.lab import prometheus
-    from coredns_anomaly.training.openmetrics import write_openmetrics
-
     prometheus.binaries()  # FileNotFoundError saying how to install them, before any work
     step = ds.step
-    tmp = Path(tempfile.mkdtemp(prefix="rules-learn-"))
+    tmp = Path(tempfile.mkdtemp(prefix="thresholds-learn-"))
     out: dict[str, dict[str, Values]] = {}
     try:
-        write_openmetrics(ds, tmp / "data.om", job=job)
-        prometheus.backfill_openmetrics(tmp / "data.om", tmp / "tsdb")
-        (tmp / "data.om").unlink()
+        tsdb = backfill(ds, tmp)
         ts = ds.samples["timestamp"].to_numpy(float)
         t0, t1 = float(ts.min()), float(ts.max())
         n = int(np.rint((t1 - t0) / step)) + 1
@@ -66,10 +102,9 @@ def query_signals(
         up = ds.samples[ds.samples["name"] == "up"].sort_values("timestamp")
         times = {str(i): df["timestamp"].to_numpy(float) for i, df in up.groupby("instance")}
         is_up = {str(i): df["value"].to_numpy(float) > 0 for i, df in up.groupby("instance")}
-        with prometheus.serving(tmp / "tsdb", tmp) as base, PrometheusAPI(base, timeout=300) as api:
+        with prometheus.serving(tsdb, tmp) as base, PrometheusAPI(base, timeout=300) as api:
             for sig in signals:
-                expr = sig.expr(job, window)
-                grid = _query(api, expr, start, n, step)
+                grid = _signal_grid(api, sig.expr(job, window), start, n, step)
                 for inst, t in times.items():
                     at = np.clip(np.rint((t - t0) / step).astype(int), 0, n - 1)
                     vals = grid.get(inst, np.full(n, np.nan))[at]
@@ -81,10 +116,8 @@ def query_signals(
     return out
 
 
-def _query(api: Any, expr: str, start: float, n: int, step: float):
+def _signal_grid(api: PrometheusAPI, expr: str, start: float, n: int, step: float):
     """{instance: value per grid step} of one expression (several series per instance: max)."""
-    from coredns_anomaly.training.baselines.promql import query_range_series
-
     out: dict[str, np.ndarray] = {}
     for labels, idx, values in query_range_series(api, expr, start, n, step):
         arr = out.setdefault(labels.get("instance", ""), np.full(n, np.nan))
@@ -104,21 +137,33 @@ def threshold(normal: np.ndarray) -> float:
     return hi + MARGIN * max(hi - med, 0.0)
 
 
-FOR_CANDIDATES = ("0s", "10s", "30s", "1m")
+def normal_train_steps(
+    ds: ds_mod.Dataset, instance: str, times: np.ndarray, labels: np.ndarray, window_s: float
+) -> tuple[np.ndarray, int, int]:
+    """Which steps of the train part may feed a threshold (normal, and their rate window clear
+    of every episode), and where the train and validation parts end."""
+    a, b = split_bounds(labels)
+    ok = (labels[:a] == NORMAL) & ~after_anomaly(ds, instance, times[:a], window_s + ds.step)
+    return ok, a, b
+
+
+def _too_short(minutes: float, window: str) -> LearnError:
+    return LearnError(
+        f"only {minutes:.1f} minutes of normal traffic in the train part (first "
+        f"{TRAIN_FRACTION:.0%} of each instance's timeline, minus the {window} rate window after "
+        f"each episode); need at least {MIN_NORMAL_MINUTES:g} to learn thresholds: record "
+        "longer, or add datasets"
+    )
 
 
 def learn(paths: list[Path], window: str = "1m") -> dict[str, Any]:
-    """Thresholds for every signal from the normal train steps of the datasets, and one
-    `for:` chosen on the validation part (never the test part).
+    """thresholds.json's document: thresholds for every signal from the normal train steps of
+    the datasets, and one `for:` chosen on the validation part (never the test part).
 
     Raises LearnError when the normal train traffic is too short to say what is normal.
     """
-    from coredns_anomaly.training import dataset as ds_mod
-    from coredns_anomaly.training.baselines import parse_duration
-    from coredns_anomaly.training.series import NORMAL
-
     try:
-        parse_duration(window)
+        window_s = parse_duration(window)
     except ValueError as exc:
         raise LearnError(f"--rate-window: {exc}") from None
     loaded = []
@@ -127,56 +172,27 @@ def learn(paths: list[Path], window: str = "1m") -> dict[str, Any]:
             loaded.append(ds_mod.load(path))
         except (ds_mod.DatasetError, FileNotFoundError, OSError) as exc:
             raise LearnError(f"{path}: {exc}") from None
-    _check_size(loaded, parse_duration(window))
+    _check_size(loaded, window, window_s)
     normal: dict[str, list[np.ndarray]] = {s.name: [] for s in SIGNALS}
     normal_seconds = 0.0
     provenance, val_parts = [], []
     for path, ds in zip(paths, loaded, strict=True):
-        values = query_signals(ds, SIGNALS, window)
-        for inst, per_sig in values.items():
+        for inst, per_sig in query_signals(ds, SIGNALS, window).items():
             t = next(iter(per_sig.values())).times
             labels = ds.label_at(inst, t)
-            a, b = split_bounds(labels)
-            is_normal = (labels[:a] == NORMAL) & ~after_anomaly(
-                ds, inst, t[:a], parse_duration(window) + ds.step
-            )
+            is_normal, a, b = normal_train_steps(ds, inst, t, labels, window_s)
             normal_seconds += float(is_normal.sum()) * ds.step
             for name, v in per_sig.items():
                 normal[name].append(v.values[:a][is_normal])
-            val_parts.append((f"{path}:{inst}", t, labels, per_sig, a, b, ds.step))
+            val_parts.append(Part(f"{path}:{inst}", t, labels, per_sig, a, b, ds.step))
         provenance.append(
             {"path": str(path), "coredns_version": ds.meta.get("coredns_version"),
              "seed": ds.meta.get("seed"), "step_seconds": ds.step, "instances": ds.instances}
         )  # fmt: skip
     minutes = normal_seconds / 60
     if minutes < MIN_NORMAL_MINUTES:
-        raise LearnError(
-            f"only {minutes:.1f} minutes of normal traffic in the train part (first 55% of "
-            f"each instance's timeline, minus the {window} rate window after each episode); "
-            f"need at least {MIN_NORMAL_MINUTES:g} to learn thresholds: record longer, or add "
-            "datasets"
-        )
-    out: dict[str, Any] = {}
-    for sig in SIGNALS:
-        v = np.concatenate(normal[sig.name]) if normal[sig.name] else np.array([])
-        v = v[np.isfinite(v)]
-        if len(v) < MIN_NORMAL_STEPS:
-            raise LearnError(
-                f"signal {sig.name}: only {len(v)} normal train steps with a value (need "
-                f"{MIN_NORMAL_STEPS}); do the datasets have the metrics behind {sig.feature}?"
-            )
-        entry: dict[str, Any] = {
-            "threshold": _round(threshold(v)),
-            "normal_median": _round(float(np.median(v))),
-            "normal_q999": _round(float(np.quantile(v, QUANTILE))),
-            "normal_max": _round(float(v.max())),
-            "normal_steps": len(v),
-        }
-        if entry["threshold"] >= sig.ceiling:
-            entry["skipped"] = (
-                f"normal traffic already reaches {sig.ceiling:g}: no threshold can separate it"
-            )
-        out[sig.name] = entry
+        raise _too_short(minutes, window)
+    out = {sig.name: _signal_entry(sig, normal[sig.name]) for sig in SIGNALS}
     hold, val = choose_for(val_parts, out)
     return {
         "window": window,
@@ -190,52 +206,62 @@ def learn(paths: list[Path], window: str = "1m") -> dict[str, Any]:
     }
 
 
-def _check_size(datasets: list[Any], window_seconds: float) -> None:
-    """Refuse, before starting Prometheus, datasets whose normal train traffic is too short."""
-    from coredns_anomaly.training.series import NORMAL
+def _signal_entry(sig: Signal, parts: list[np.ndarray]) -> dict[str, Any]:
+    v = np.concatenate(parts) if parts else np.array([])
+    v = v[np.isfinite(v)]
+    if len(v) < MIN_NORMAL_STEPS:
+        raise LearnError(
+            f"signal {sig.name}: only {len(v)} normal train steps with a value (need "
+            f"{MIN_NORMAL_STEPS}); do the datasets have the metrics behind {sig.feature}?"
+        )
+    entry: dict[str, Any] = {
+        "threshold": _round(threshold(v)),
+        "normal_median": _round(float(np.median(v))),
+        "normal_q999": _round(float(np.quantile(v, QUANTILE))),
+        "normal_max": _round(float(v.max())),
+        "normal_steps": len(v),
+    }
+    if entry["threshold"] >= sig.ceiling:
+        entry["skipped"] = (
+            f"normal traffic already reaches {sig.ceiling:g}: no threshold can separate it"
+        )
+    return entry
 
+
+def _check_size(datasets: list[ds_mod.Dataset], window: str, window_s: float) -> None:
+    """Refuse, before starting Prometheus, datasets whose normal train traffic is too short."""
     seconds = 0.0
     for ds in datasets:
         up = ds.samples[ds.samples["name"] == "up"]
         for inst, df in up.groupby("instance", observed=True):
             t = np.sort(df["timestamp"].to_numpy(float))
-            labels = ds.label_at(str(inst), t)
-            a, _ = split_bounds(labels)
-            ok = (labels[:a] == NORMAL) & ~after_anomaly(
-                ds, str(inst), t[:a], window_seconds + ds.step
-            )
+            ok, _, _ = normal_train_steps(ds, str(inst), t, ds.label_at(str(inst), t), window_s)
             seconds += float(ok.sum()) * ds.step
     if seconds / 60 < MIN_NORMAL_MINUTES:
-        raise LearnError(
-            f"only {seconds / 60:.1f} minutes of normal traffic in the train part (first 55% of "
-            "each instance's timeline, minus the rate window after each episode); need at least "
-            f"{MIN_NORMAL_MINUTES:g} to learn thresholds: record longer, or add datasets"
-        )
+        raise _too_short(seconds / 60, window)
 
 
-def choose_for(parts: list, learned: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The `for:` with the best validation objective (training.pipeline's: F1, episode recall,
-    minus 0.02 per false alarm), using Prometheus's own state machine (apply_for)."""
-    from coredns_anomaly.training.baselines import apply_for, parse_duration
-    from coredns_anomaly.training.evaluate import evaluate_decisions
-
+def choose_for(parts: list[Part], learned: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The `for:` with the best validation objective (the pipeline's own, `objective`), using
+    Prometheus's own state machine (apply_for)."""
     best: tuple[float, str, dict[str, Any]] | None = None
     for hold in FOR_CANDIDATES:
         cols: dict[str, list[np.ndarray]] = {"t": [], "i": [], "y": [], "a": []}
-        for key, t, labels, per_sig, a, b, _step in parts:
-            alarm = np.zeros(len(t), dtype=bool)
+        for p in parts:
+            alarm = np.zeros(len(p.times), dtype=bool)
             for name, entry in learned.items():
                 if "skipped" in entry:
                     continue
-                v = np.nan_to_num(per_sig[name].values, nan=-np.inf)
-                alarm |= apply_for(v > entry["threshold"], t, parse_duration(hold))
-            cols["t"].append(t[a:b])
-            cols["i"].append(np.full(b - a, key, dtype=object))
-            cols["y"].append(labels[a:b])
+                v = np.nan_to_num(p.values[name].values, nan=-np.inf)
+                alarm |= apply_for(v > entry["threshold"], p.times, parse_duration(hold))
+            a, b = p.train_end, p.val_end
+            cols["t"].append(p.times[a:b])
+            cols["i"].append(np.full(b - a, p.key, dtype=object))
+            cols["y"].append(p.labels[a:b])
             cols["a"].append(alarm[a:b])
         t, i, y, alarm = (np.concatenate(cols[k]) for k in ("t", "i", "y", "a"))
-        res = evaluate_decisions(t, i, y, alarm, parts[0][6])
-        score = (res["pointwise"]["f1"] + res["episode_recall"]) / 2 - 0.02 * res["false_alarms"]
+        res = evaluate_decisions(t, i, y, alarm, parts[0].step)
+        score = objective(res)
         summary = {
             "for": hold, "objective": round(score, 4), "episode_recall": round(res["episode_recall"], 4),
             "f1": round(res["pointwise"]["f1"], 4), "false_alarms": res["false_alarms"],
@@ -262,8 +288,6 @@ def after_anomaly(ds: Any, instance: str, times: np.ndarray, seconds: float) -> 
 def split_bounds(labels: np.ndarray) -> tuple[int, int]:
     """Where an instance's train and validation parts end: time_split's, shared with the
     models (it moves a boundary out of an episode, so it needs the labels)."""
-    from coredns_anomaly.training.series import Series, time_split
-
     n = len(labels)
     s = Series("x", np.arange(n, dtype=float), np.zeros((n, 1)), np.asarray(labels, object))
     split = time_split([s])
@@ -276,27 +300,16 @@ def _round(x: float) -> float:
     return float(f"{x:.4g}")
 
 
-def evaluate(
+def evaluate_rules(
     paths: list[Path], rule_files: dict[str, Path], window: int
 ) -> dict[str, dict[str, Any]]:
     """Rule files scored on the test split exactly as `train` scores models and the mixin.
 
     Same windows (the model's window length over time_split's test part), alarms from
-    training.baselines.evaluate_alert_rules (real Prometheus, per instance), figures from
-    training.evaluate.evaluate_decisions. Alarms are kept per dataset: the shipped datasets
-    reuse instance names, so an instance name alone does not say which recording it is.
+    evaluate_alert_rules (real Prometheus, per instance), figures from evaluate_decisions.
+    Alarms are kept per dataset: the shipped datasets reuse instance names, so an instance name
+    alone does not say which recording it is.
     """
-    from coredns_anomaly.training import dataset as ds_mod
-    from coredns_anomaly.training.baselines import evaluate_alert_rules
-    from coredns_anomaly.training.detector import as_series
-    from coredns_anomaly.training.evaluate import evaluate_decisions
-    from coredns_anomaly.training.pipeline import (
-        HELD_OUT_DEFAULT,
-        VAL_NOVEL_DEFAULT,
-        split_report,
-    )
-    from coredns_anomaly.training.series import Scaler, Windows, make_windows, time_split
-
     loaded = [ds_mod.load(p) for p in paths]
     parts, owner = [], []
     for k, ds in enumerate(loaded):
@@ -324,3 +337,25 @@ def evaluate(
         res["seen_vs_held_out"] = split_report(res, HELD_OUT_DEFAULT, VAL_NOVEL_DEFAULT)
         out[name] = res
     return out
+
+
+def evaluation(paths: list[Path], rule_files: dict[str, Path], window: int) -> dict[str, Any]:
+    """evaluation.json's document: each rule file's figures on the test split (the ones
+    docs/rules.md compares with the models), and the setup they were measured on."""
+    res = evaluate_rules(paths, rule_files, window)
+    slim = {
+        k: {
+            "episode_recall": v["episode_recall"], "pointwise": v["pointwise"],
+            "false_alarms": v["false_alarms"], "false_alarms_per_hour": v["false_alarms_per_hour"],
+            "median_delay_steps": v["median_delay_steps"], "normal_hours": v["normal_hours"],
+            "per_class": {c: {kk: pc[kk] for kk in ("episodes", "detected", "median_delay_steps")} for c, pc in v["per_class"].items()},
+            "seen_vs_held_out": v["seen_vs_held_out"],
+        }
+        for k, v in res.items()
+    }  # fmt: skip
+    setup = {
+        "datasets": [str(p) for p in paths],
+        "window": window,
+        "split": f"test (last {TEST_FRACTION:.0%})",
+    }
+    return {"setup": setup, **slim}

@@ -1,11 +1,13 @@
 """The classic rules' signals: PromQL on CoreDNS's own metrics, one value per instance.
 
-Each signal is a "higher is worse" expression whose threshold is learned from a dataset's
-normal traffic (learn.py), then written as a plain alert (classic.py). Aggregations are
+Shared by the two roles that hand thresholds.json to each other (contracts/thresholds.py):
+training learns each signal's threshold from a dataset's normal traffic by querying this exact
+PromQL (training/baselines/thresholds.py), the rules generator writes it as a plain alert
+(rules/classic.py). Each signal is "higher is worse". Aggregations are
 `sum without (<CoreDNS's own labels>)`, as in the coredns-mixin, so target labels (instance,
 pod, cluster, ...) survive for routing while per-server/zone/upstream splits are summed away.
 Forward metrics moved in CoreDNS 1.11 (`coredns_forward_*` -> `coredns_proxy_*{proxy_name=
-"forward"}`); `legacy` picks the pre-1.11 names for fleets that still run them.
+"forward"}`); `legacy` picks the pre-1.11 names for fleets that still run them. Stdlib only.
 """
 
 from __future__ import annotations
