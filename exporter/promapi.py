@@ -81,11 +81,12 @@ class PrometheusAPI:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, path: str, params: dict[str, Any]) -> Any:
-        """The `data` of one API answer."""
+    def get(self, path: str, params: dict[str, Any], *, post: bool | None = None) -> Any:
+        """The `data` of one API answer; `post` overrides the client's method (some endpoints,
+        such as /api/v1/alerts, answer GET only)."""
         url = f"{self.base}{path}"
         try:
-            if self.post:
+            if self.post if post is None else post:
                 r = self.session.post(
                     url, data=params, timeout=self.timeout, verify=self.http.verify
                 )
@@ -141,7 +142,7 @@ class PrometheusAPI:
 
     def alerts(self) -> list[dict]:
         """The alerts Prometheus holds now (pending and firing)."""
-        return self.get("/api/v1/alerts", {})["alerts"]
+        return self.get("/api/v1/alerts", {}, post=False)["alerts"]
 
 
 def selector_query(selector: str) -> str:

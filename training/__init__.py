@@ -1,1 +1,1 @@
-"""The training role: lab, collect, datasets, Keras models, evaluation, TFLite export."""
+"""The training role: collect, datasets, Keras models, evaluation, TFLite export."""
