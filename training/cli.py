@@ -218,18 +218,26 @@ def _train(args: argparse.Namespace) -> int:
     from coredns_anomaly.cli import UsageError
 
     from .dataset import DatasetError
-    from .pipeline import OptionError, run
+    from .pipeline import OptionError, TrainOptions, run
 
-    held = tuple(c for c in args.held_out.split(",") if c)
+    opts = TrainOptions(
+        datasets=args.dataset or [Path("data/lab-v1"), Path("data/lab-v2")],
+        bundle_out=args.out,
+        report_dir=args.report,
+        label_files=args.labels,
+        held_out=tuple(c for c in args.held_out.split(",") if c),
+        val_novel=tuple(c for c in args.val_novel.split(",") if c),
+        epochs=args.epochs,
+        batch=args.batch_size,
+        seed=args.seed,
+        mixin_rules=args.mixin_rules,
+        quick=args.quick,
+        include_weak=not args.no_weak_labels,
+        export_kind=args.export_kind,
+        threshold_rule=args.threshold_rule,
+    )
     try:
-        run(
-            args.dataset or [Path("data/lab-v1"), Path("data/lab-v2")], args.out, args.report, args.labels, held,
-            args.epochs, args.batch_size, args.seed, args.mixin_rules,
-            progress=lambda m: log.info("train: %s", m), quick=args.quick,
-            val_novel=tuple(c for c in args.val_novel.split(",") if c),
-            include_weak=not args.no_weak_labels, export_kind=args.export_kind,
-            threshold_rule=args.threshold_rule,
-        )  # fmt: skip
+        run(opts, progress=lambda m: log.info("train: %s", m))
     except (DatasetError, FileNotFoundError, OptionError) as exc:
         raise UsageError(str(exc)) from exc
     return 0

@@ -6,9 +6,16 @@
     result = det.predict("data/new-recording")
     det.export("models/default")          # model.tflite + model.json for the exporter
 
-`data` is a dataset directory, a Dataset, or a list of Series (any features, any step). It
-follows scikit-learn's estimator habits: constructor holds hyperparameters, `train` fits
-scaler, weights, thresholds and centroids on the data it is given, and nothing else.
+`data` is a dataset directory, a Dataset, or a list of Series (any features, any step).
+
+The constructor takes the hyperparameters and leaves the fitted state empty (no feature names,
+scaler, weights, decision rules or centroids; `threshold` is 1.0 until a rule is chosen).
+`train` fits all of it on the data it is given, `import_weights` loads it; nothing else sets it.
+The decision is one table, `threshold_rules` (name -> score, threshold, validation F1, ...),
+and the name of the rule in use, `rule`; `threshold`, `thresholds` and `score_mode` are read
+from them. `train` uses its best rule by validation F1; a caller that decides with more than
+the detector knows (the pipeline's debounced, target-aware choice, `fit`'s false-alarm budget)
+adds or picks a rule through `add_rule` / `choose_rule`, never by assigning attributes.
 """
 
 from __future__ import annotations
@@ -92,12 +99,11 @@ class AnomalyDetector:
             raise ValueError("window must be an even number of steps >= 4")
         self.kind, self.window, self.filters, self.latent = kind, window, filters, latent
         self.ae_score, self.learning_rate, self.seed = ae_score, learning_rate, seed
+        # Fitted state, empty until `train` or `import_weights`:
         self.feature_names: tuple[str, ...] = ()
         self.scaler: Scaler | None = None
-        self.threshold: float = 1.0
-        self.thresholds: dict[str, float] = {}
-        self.threshold_rules: dict[str, dict[str, Any]] = {}
-        self.rule = ""
+        self.threshold_rules: dict[str, dict[str, Any]] = {}  # name -> score, threshold, val_f1
+        self.rule = ""  # the one in use
         self.center: np.ndarray | None = None
         self.anom_center: np.ndarray | None = None
         self.type_centroids: dict[str, list[float]] = {}
@@ -109,7 +115,8 @@ class AnomalyDetector:
         self.history: dict[str, list[float]] = {}
         self.step_seconds: float | None = None
         self.train_info: dict[str, Any] = {}
-        self._main = self._embed = self._serving = None
+        self._main = self._embed = None
+        self._serving: dict[str, Any] = {}  # serving graph per score mode, built on demand
 
     # -- the proposal's API -------------------------------------------------------
     def initialize_new_weights(self, n_features: int | None = None) -> AnomalyDetector:
@@ -132,7 +139,7 @@ class AnomalyDetector:
         else:
             self._embed = models.build_siamese_encoder(self.window, n, self.filters)
             self._main = models.build_siamese_pair_model(self._embed)
-        self._serving = None
+        self._serving = {}
         return self
 
     def import_weights(self, path: str | Path) -> AnomalyDetector:
@@ -154,7 +161,7 @@ class AnomalyDetector:
         self._set_state(meta)
         self.initialize_new_weights(len(self.feature_names))
         self._main.load_weights(path / "main.weights.h5")
-        self._serving = None
+        self._serving = {}
         return self
 
     def train(
@@ -223,6 +230,45 @@ class AnomalyDetector:
         }  # fmt: skip
         return self
 
+    # -- the decision ---------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """The raw-score threshold of the rule in use (1.0 before any)."""
+        return float(self.threshold_rules[self.rule]["threshold"]) if self.rule else 1.0
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Every rule's threshold, by name (model.json's `decision.alternatives`)."""
+        return {n: r["threshold"] for n, r in self.threshold_rules.items()}
+
+    @property
+    def score_mode(self) -> str:
+        """The score the detector serves: its rule's (an autoencoder has several), else the
+        `ae_score` it was built with."""
+        return self.threshold_rules[self.rule]["score"] if self.rule else self.ae_score
+
+    def choose_rule(self, name: str) -> AnomalyDetector:
+        """Decide by the rule `name`, one of `threshold_rules`, from now on."""
+        if name not in self.threshold_rules:
+            raise KeyError(f"no decision rule {name!r}: one of {', '.join(self.threshold_rules)}")
+        self.rule = name
+        return self
+
+    def add_rule(
+        self,
+        name: str,
+        threshold: float,
+        score: str | None = None,
+        val_f1: float | None = None,
+        **facts: Any,
+    ) -> AnomalyDetector:
+        """Add (or replace) the rule `name` and decide by it: `threshold` on the raw `score`
+        (default: the score served now), with its validation F1 and any `facts` worth keeping
+        with it (the debounce it was chosen with, a false-alarm budget)."""
+        rule = {"score": score or self.score_mode, "threshold": float(threshold), "val_f1": val_f1}
+        self.threshold_rules[name] = rule | facts
+        return self.choose_rule(name)
+
     def windows(self, data: Any) -> Windows:
         """`data` cut into this detector's windows, scaled with its training scaler."""
         if isinstance(data, Windows):
@@ -237,14 +283,14 @@ class AnomalyDetector:
             return self._fixed_suppression
         # Learned once per serving score (predict and the pipeline's threshold choice ask
         # every time; the weights change only in `train`, which clears this).
-        if self._suppression_for is None or self._suppression_for[0] != self.ae_score:
+        if self._suppression_for is None or self._suppression_for[0] != self.score_mode:
             J, A = self._judged, self._val_anomalous
             raw_j = self._serve(J.X)["score"].astype(float)
             raw_a = self._serve(A.X)["score"].astype(float) if len(A) else np.zeros(0)
             learned = learn_suppression(
                 type_profile(J.X), raw_j, judged_episodes(J), type_profile(A.X), raw_a
             )
-            self._suppression_for = (self.ae_score, learned)
+            self._suppression_for = (self.score_mode, learned)
         return self._suppression_for[1]
 
     def predict(self, data: Any) -> Predictions:
@@ -306,8 +352,10 @@ class AnomalyDetector:
         return path
 
     def _state(self) -> dict:
+        hyper = {k: getattr(self, k) for k in ("kind", "window", "filters", "latent", "ae_score", "learning_rate", "seed")}  # fmt: skip
+        hyper["ae_score"] = self.score_mode  # the served score, as every detector.json has it
         return {
-            "hyper": {k: getattr(self, k) for k in ("kind", "window", "filters", "latent", "ae_score", "learning_rate", "seed")},
+            "hyper": hyper,
             "feature_names": list(self.feature_names),
             "scaler": self.scaler.to_dict() if self.scaler else None,
             "threshold": self.threshold, "thresholds": self.thresholds,
@@ -329,8 +377,13 @@ class AnomalyDetector:
                 "baselines); retrain it with `coredns-anomaly train` or `coredns-anomaly fit`"
             )
         self.scaler = Scaler.from_dict(sc, len(self.feature_names)) if sc else None
-        self.threshold, self.thresholds = float(m["threshold"]), m.get("thresholds", {})
+        # `threshold` and `thresholds` in the file repeat the rule table; a file from before
+        # the table holds only `threshold`, read as the one rule it decided by.
         self.threshold_rules, self.rule = m.get("threshold_rules", {}), m.get("rule", "")
+        if self.rule not in self.threshold_rules:
+            self.rule = "saved"
+            rule = {"score": self.ae_score, "threshold": float(m["threshold"]), "val_f1": None}
+            self.threshold_rules = {**self.threshold_rules, self.rule: rule}
         self.center = None if m.get("center") is None else np.asarray(m["center"], np.float32)
         self.anom_center = (
             None if m.get("anom_center") is None else np.asarray(m["anom_center"], np.float32)
@@ -403,7 +456,7 @@ class AnomalyDetector:
                 verbose=verbose,
             )
         self.history = {k: [float(x) for x in v] for k, v in h.history.items()}
-        self._serving = None
+        self._serving = {}
 
     def _embed_np(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self._embed.predict(X, batch_size=1024, verbose=0))
@@ -418,6 +471,7 @@ class AnomalyDetector:
         self.anom_center = (emb[~normal].mean(axis=0) if (~normal).any() else -self.center).astype(
             np.float32
         )
+        self._serving = {}  # the serving graphs hold the centres
         prof = type_profile(tr.X)
         self.type_centroids = {
             c: prof[tr.labels == c].mean(axis=0).tolist() for c in sorted(set(tr.labels) - {NORMAL})
@@ -450,33 +504,28 @@ class AnomalyDetector:
             name: {"score": m, "threshold": t, "val_f1": f1_at(self.raw_scores(m, va.X), va.y, t)}
             for name, (m, t) in rules.items()
         }
-        self.rule = max(self.threshold_rules, key=lambda n: self.threshold_rules[n]["val_f1"])
-        chosen = self.threshold_rules[self.rule]
-        self.ae_score, self._serving = chosen["score"], None
-        self.threshold = chosen["threshold"]
-        self.thresholds = {n: r["threshold"] for n, r in self.threshold_rules.items()}
+        self.choose_rule(max(self.threshold_rules, key=lambda n: self.threshold_rules[n]["val_f1"]))
 
     def raw_scores(self, mode: str, X: np.ndarray) -> np.ndarray:
-        """Raw scores under a scoring mode (the autoencoder has two), serving model restored."""
-        keep = self.ae_score
-        self.ae_score, self._serving = mode, None
-        raw = self._serve(X)["score"]
-        self.ae_score, self._serving = keep, None
-        return raw
+        """Raw scores under a scoring mode (the autoencoder has several; the other kinds one),
+        whichever rule is in use."""
+        return self._serve(X, mode)["score"]
 
-    def serving_model(self):
+    def serving_model(self, mode: str | None = None):
+        """The serving graph (window -> score, embedding, contributions) scoring with `mode`
+        (default: the rule in use's), built once per mode until the weights change."""
         from . import models
 
-        if self._serving is None:
-            self._serving = models.build_serving(
+        mode = (mode or self.score_mode) if self.kind == "autoencoder" else "reconstruction"
+        if mode not in self._serving:
+            self._serving[mode] = models.build_serving(
                 self.kind, self._main if self.kind != "siamese" else self._embed, self._embed,
-                self.center, self.anom_center,
-                score_mode=self.ae_score if self.kind == "autoencoder" else "reconstruction",
+                self.center, self.anom_center, score_mode=mode,
             )  # fmt: skip
-        return self._serving
+        return self._serving[mode]
 
-    def _serve(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.serving_model().predict(X, batch_size=1024, verbose=0)
+    def _serve(self, X: np.ndarray, mode: str | None = None) -> dict[str, np.ndarray]:
+        out = self.serving_model(mode).predict(X, batch_size=1024, verbose=0)
         return {k: np.asarray(v) for k, v in out.items()}
 
     def _types(self, prof: np.ndarray) -> np.ndarray:

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .detector import AnomalyDetector
 from .evaluate import best_f1_threshold, f1_at
 from .series import Windows
@@ -48,19 +46,16 @@ class EnsembleDetector(AnomalyDetector):
             n: {"score": "max_normalised", "threshold": t, "val_f1": f1_at(raw, va.y, t)}
             for n, t in rules.items()
         }
-        self.rule = max(self.threshold_rules, key=lambda n: self.threshold_rules[n]["val_f1"])
-        self.threshold = self.threshold_rules[self.rule]["threshold"]
-        self.thresholds = {n: r["threshold"] for n, r in self.threshold_rules.items()}
-        return self
+        return self.choose_rule(
+            max(self.threshold_rules, key=lambda n: self.threshold_rules[n]["val_f1"])
+        )
 
-    def raw_scores(self, mode: str, X: np.ndarray) -> np.ndarray:
-        return self._serve(X)["score"]
-
-    def serving_model(self):
+    def serving_model(self, mode: str | None = None):
+        """One graph whatever `mode`: the members' scores, each over its own threshold, maxed."""
         import keras
         from keras import layers, ops
 
-        if self._serving is None:
+        if "max_normalised" not in self._serving:
             inp = keras.Input((self.window, len(self.feature_names)), name="window")
             scores, embs = [], []
             contrib = None
@@ -81,12 +76,12 @@ class EnsembleDetector(AnomalyDetector):
                     contrib = out["contributions"]
             score = layers.Lambda(lambda s: ops.max(s, axis=-1))(layers.Concatenate()(scores))
             emb = layers.Concatenate(name="embedding_concat")(embs)
-            self._serving = keras.Model(
+            self._serving["max_normalised"] = keras.Model(
                 inp,
                 {"score": score, "embedding": emb, "contributions": contrib},
                 name="ensemble_serving",
             )
-        return self._serving
+        return self._serving["max_normalised"]
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -105,13 +100,8 @@ class EnsembleDetector(AnomalyDetector):
         ens = cls(
             [AnomalyDetector().import_weights(path / f"member{i}") for i in range(state["members"])]
         )
-        ens.threshold, ens.threshold_rules, ens.rule = (
-            state["threshold"],
-            state["threshold_rules"],
-            state["rule"],
-        )
-        ens.thresholds = {n: r["threshold"] for n, r in ens.threshold_rules.items()}
-        return ens
+        ens.threshold_rules = state["threshold_rules"]
+        return ens.choose_rule(state["rule"])
 
 
 def load_detector(path: str | Path) -> AnomalyDetector:

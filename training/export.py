@@ -120,7 +120,7 @@ def export_bundle(
             "alternatives": det.thresholds,
             "rule": det.rule,
             "rules": det.threshold_rules,
-            "ae_score": det.ae_score if det.kind == "autoencoder" else None,
+            "ae_score": det.score_mode if det.kind == "autoencoder" else None,
         },
         versions={
             "project": __version__,

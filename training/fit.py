@@ -405,13 +405,7 @@ def fit(
     labelled = _label_recall(det, series, thr, cfg)
 
     # -- export -------------------------------------------------------------------------
-    det.threshold = thr
-    det.rule = "evt_budget"
-    det.thresholds["evt_budget"] = thr
-    det.threshold_rules["evt_budget"] = {
-        "score": det.ae_score, "threshold": thr, "val_f1": None,
-        "budget_per_day": cfg.budget_per_day, "method": how,
-    }  # fmt: skip
+    det.add_rule("evt_budget", thr, budget_per_day=cfg.budget_per_day, method=how)
     summary: dict[str, Any] = {
         "step_seconds": step,
         "instances": [s.instance for s in series],
@@ -435,7 +429,7 @@ def fit(
         "epochs": {"max": cfg.epochs, "run": epochs_run, "base_model": str(cfg.base_model or "")},
         "threshold": thr,
         "threshold_method": how,
-        "score_mode": det.ae_score,
+        "score_mode": det.score_mode,
         "per_step_probability": evt.per_step_probability(cfg.budget_per_day, step),
         # > 1: the budget asks for a rate rarer than 1 in the calibration sample, so the
         # threshold rests on the tail model (or the fallback rule), not on observed scores.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from .evaluate import (
     f1_at,
 )
 from .export import json_default
-from .series import Series, Split, make_windows, time_split
+from .series import Series, Split, Windows, make_windows, time_split
 
 log = logging.getLogger(__name__)
 
@@ -249,14 +249,10 @@ def choose_decision(
     return best[1], best[2], best[3]
 
 
-def score_mode(det: AnomalyDetector) -> str:
-    """The scoring mode of the detector's decision rule (the autoencoder has several)."""
-    return det.threshold_rules[det.rule]["score"] if det.rule else det.ae_score
-
-
 def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dict[str, Any]]:
-    """Re-choose the detector's threshold together with a debounce, keeping its scoring mode;
-    the rule is added to (and used among) the reported threshold rules."""
+    """Re-choose the detector's threshold together with a debounce, keeping its scoring mode:
+    the choice becomes the detector's rule `val_targets_debounced` (`add_rule`), reported
+    beside its other rules. Returns the debounce and the validation figures."""
     step = det.step_seconds or 1.0
     novel = judge.val_novel
     va = judge.val_windows(det) if va is None else va
@@ -266,15 +262,11 @@ def tune_decision(det: AnomalyDetector, judge: Judge, va=None) -> tuple[int, dic
             "this step; record longer ones or train at a shorter step"
         )
     tr = judge.train_windows(det)
-    mode = score_mode(det)
+    mode = det.score_mode
     raw = _not_held_back(det, va, det.raw_scores(mode, va.X))
     tr_raw = _not_held_back(det, tr, det.raw_scores(mode, tr.X))
     t, k, chosen = choose_decision(raw, va, step, novel, (tr_raw, tr))
-    det.threshold_rules["val_targets_debounced"] = {
-        "score": mode, "threshold": t, "val_f1": f1_at(raw, va.y, t), "debounce": k,
-    }  # fmt: skip
-    det.rule, det.threshold = "val_targets_debounced", t
-    det.thresholds = {n: r["threshold"] for n, r in det.threshold_rules.items()}
+    det.add_rule("val_targets_debounced", t, score=mode, val_f1=f1_at(raw, va.y, t), debounce=k)
     res = evaluate_predictions(det.predict(va), step, k)  # as reported (type confusion too)
     res["train_false_alarms"] = chosen.get("train_false_alarms", 0)
     res["train_normal_hours"] = chosen.get("train_normal_hours", 0.0)
@@ -285,7 +277,7 @@ def _not_held_back(det: AnomalyDetector, w, raw: np.ndarray) -> np.ndarray:
     """Raw scores with the windows the memory of judged false alarms holds back set to 0 (they
     never alarm): the threshold is chosen for what the exporter will actually raise, not pushed
     up for a pattern engineers already silenced."""
-    sup = det.suppression()  # learned with the serving score, which is score_mode(det)
+    sup = det.suppression()  # learned with the serving score, det.score_mode
     if sup is None or not len(w):
         return raw
     return np.where(sup.holds_back(type_profile(w.X), raw), 0.0, raw)
@@ -388,7 +380,7 @@ def unseen_class_recall(
 def recall_when_unseen(det: AnomalyDetector, judge: Judge, cls: str) -> float:
     """Point-wise recall on `cls` in validation, with the decision (threshold and debounce)
     chosen as for any candidate but on a validation that does not hold `cls`."""
-    mode = score_mode(det)
+    mode = det.score_mode
     va, va_without = judge.val_windows(det), judge.val_windows(det, without=(cls,))
     tr = judge.train_windows(det)
     t, k, _ = choose_decision(
@@ -443,7 +435,7 @@ def pca_baseline(
     scaler,
     val_novel: tuple[str, ...] = (),
     step: float = 1.0,
-) -> dict[str, Any]:
+) -> PCABaseline:
     """PCA reconstruction error of the last step, fit on pure-normal training windows.
 
     Its alarms go through the models' own decision procedure (threshold and debounce chosen
@@ -466,16 +458,16 @@ def pca_baseline(
     raw, raw_va = err(te), err(va)
     t, k, _ = choose_decision(raw_va, va, step, val_novel, (err(tr), tr))
     t_bare = best_f1_threshold(raw_va, va.y)
-    return {
-        "windows": te,
-        "alarm": debounce_by_instance(raw >= t, te.instances, te.times, k),
-        "alarm_no_debounce": raw >= t_bare,
-        "raw": raw,
-        "threshold": t,
-        "debounce": k,
-        "threshold_no_debounce": t_bare,
-        "components": int(pca.n_components_),
-    }
+    return PCABaseline(
+        windows=te,
+        raw=raw,
+        components=int(pca.n_components_),
+        alarm=debounce_by_instance(raw >= t, te.instances, te.times, k),
+        threshold=t,
+        debounce=k,
+        alarm_no_debounce=raw >= t_bare,
+        threshold_no_debounce=t_bare,
+    )
 
 
 def mixin_baseline(datasets: list[ds_mod.Dataset], te, rules_file: Path) -> np.ndarray | None:
@@ -543,49 +535,276 @@ def windows_that_fit(split: Split, grid: dict, progress=print) -> dict:
     return {**grid, "window": tuple(fit)}
 
 
-def run(
-    datasets: list[Path],
-    bundle_out: Path,
-    report_dir: Path,
-    label_files: list[Path] | None = None,
-    held_out: tuple[str, ...] = HELD_OUT_DEFAULT,
-    epochs: int = 40,
-    batch: int = 64,
-    seed: int = 0,
-    mixin_rules: Path | None = None,
-    progress=print,
-    quick: bool = False,
-    val_novel: tuple[str, ...] = VAL_NOVEL_DEFAULT,
-    include_weak: bool = True,
-    export_kind: str | None = None,
-    threshold_rule: str | None = None,
-) -> dict[str, Any]:
-    """The whole pipeline. `export_kind` exports the best configuration of that kind instead of
-    the best of all on validation (every kind is still trained, scored and reported): the
-    unsupervised autoencoder learns only what healthy traffic looks like, which is what must
-    carry over to a cluster none of the data came from. `threshold_rule` names the exported
-    model's decision rule instead of the validation-tuned one (THRESHOLD_RULES)."""
+# --- What `train` takes and what it measures -------------------------------------------------
+# Typed until results.json is written (`TrainResults.to_dict`, the same document as ever); a
+# detector's figures are evaluate.py's (`Figures`: pointwise, per_class, episode_recall, ...).
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """`coredns-anomaly train`'s options. `export_kind` exports the best configuration of that
+    kind instead of the best of all on validation (every kind is still trained, scored and
+    reported): the unsupervised autoencoder learns only what healthy traffic looks like, which
+    is what must carry over to a cluster none of the data came from. `threshold_rule` names
+    the exported model's decision rule instead of the validation-tuned one (THRESHOLD_RULES)."""
+
+    datasets: list[Path]
+    bundle_out: Path
+    report_dir: Path
+    label_files: list[Path] = field(default_factory=list)
+    held_out: tuple[str, ...] = HELD_OUT_DEFAULT
+    val_novel: tuple[str, ...] = VAL_NOVEL_DEFAULT
+    epochs: int = 40
+    batch: int = 64
+    seed: int = 0
+    mixin_rules: Path | None = None
+    quick: bool = False
+    include_weak: bool = True
+    export_kind: str | None = None
+    threshold_rule: str | None = None
+
+
+@dataclass
+class Data:
+    """The datasets as the search sees them: loaded, split, the grid that fits the split, and
+    the judge every candidate is chosen by."""
+
+    loaded: list[ds_mod.Dataset]
+    split: Split
+    grid: dict
+    judge: Judge
+
+
+@dataclass
+class ModelConfig:
+    window: int
+    filters: int
+    debounce: int
+    threshold: float
+    alternatives: dict[str, float]  # every decision rule's threshold
+    ae_score: str | None  # the autoencoder's served score
+
+
+@dataclass
+class RuleOnTest:
+    """One of a model's decision rules, applied on test with the model's debounce."""
+
+    threshold: float
+    val_f1: float | None
+    test_f1: float
+    test_episode_recall: float
+    test_false_alarms: int
+
+
+@dataclass
+class ModelResult:
+    """The best configuration of one kind, scored once on test."""
+
+    figures: Figures
+    seen_vs_held_out: dict[str, Any]  # split_report
+    config: ModelConfig
+    validation_objective: float
+    unseen_class_recall_val: dict[str, float] | None
+    rule: str  # the decision rule used
+    threshold_rules: dict[str, RuleOnTest]
+    train_info: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.figures,
+            "seen_vs_held_out": self.seen_vs_held_out,
+            "config": asdict(self.config),
+            "validation_objective": self.validation_objective,
+            "unseen_class_recall_val": self.unseen_class_recall_val,
+            "rule": self.rule,
+            "threshold_rules": {n: asdict(r) for n, r in self.threshold_rules.items()},
+            "train_info": self.train_info,
+        }
+
+
+@dataclass
+class PCAConfig:
+    components: int
+    threshold: float
+    debounce: int
+
+
+@dataclass
+class BaselineResult:
+    figures: Figures
+    seen_vs_held_out: dict[str, Any]
+    config: PCAConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**self.figures, "seen_vs_held_out": self.seen_vs_held_out}
+        return out if self.config is None else out | {"config": asdict(self.config)}
+
+
+@dataclass
+class PCABaseline:
+    """The PCA baseline on the test windows: its raw scores and both decisions."""
+
+    windows: Windows
+    raw: np.ndarray
+    components: int
+    alarm: np.ndarray  # the models' decision procedure (debounced)
+    threshold: float
+    debounce: int
+    alarm_no_debounce: np.ndarray  # the bare best-validation-F1 threshold
+    threshold_no_debounce: float
+
+
+@dataclass
+class SearchRow:
+    """One searched configuration (and the ensemble) as chosen on validation."""
+
+    kind: str
+    window: int
+    filters: int
+    debounce: int
+    objective: float
+    unseen_class_recall: dict[str, float] | None
+    val_f1: float
+    val_episode_recall: float
+    seconds: float
+    val_false_alarms: int
+    val_normal_hours: float
+    train_false_alarms: int | None
+    train_normal_hours: float | None
+    val_median_delay_steps: float | None
+    targets_missed: list[str]
+
+    @classmethod
+    def of(cls, c: Candidate, novel: tuple[str, ...]) -> SearchRow:
+        v = c.val
+        return cls(
+            c.kind, c.window, c.filters, c.debounce, c.objective, c.unseen, v["pointwise"]["f1"],
+            v["episode_recall"], c.seconds, v["false_alarms"], v["normal_hours"],
+            v.get("train_false_alarms"), v.get("train_normal_hours"), v["median_delay_steps"],
+            target_misses(v, novel),
+        )  # fmt: skip
+
+
+@dataclass
+class TrainResults:
+    """Everything `train` measured; results.json is `to_dict()`."""
+
+    models: dict[str, ModelResult]
+    baselines: dict[str, BaselineResult]
+    held_out_classes: list[str]
+    val_novel_classes: list[str]
+    search: list[SearchRow]
+    chosen: str
+    chosen_by: str  # "validation" or "--export-kind"
+    best_on_validation: str
+    train_seconds: float
+    datasets: list[str]
+    label_files: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": {k: m.to_dict() for k, m in self.models.items()},
+            "baselines": {k: b.to_dict() for k, b in self.baselines.items()},
+            "held_out_classes": self.held_out_classes,
+            "val_novel_classes": self.val_novel_classes,
+            "search": [asdict(r) for r in self.search],
+            "chosen": self.chosen,
+            "chosen_by": self.chosen_by,
+            "best_on_validation": self.best_on_validation,
+            "train_seconds": self.train_seconds,
+            "datasets": self.datasets,
+            "label_files": self.label_files,
+        }
+
+
+# --- The pipeline, step by step ---------------------------------------------------------------
+
+
+def run(opts: TrainOptions, progress=print) -> TrainResults:
+    """The whole pipeline: data, search, the best of each kind, the exported choice, test,
+    bundle and report. Only validation chooses; test is scored once, after every choice."""
     t_start = time.monotonic()
-    if threshold_rule is not None:
-        export_kind = check_threshold_rule(threshold_rule, export_kind, progress)
-    series, loaded = load_series(datasets, label_files or [], include_weak)
+    export_kind = opts.export_kind
+    if opts.threshold_rule is not None:  # before any training: a typo must not cost the search
+        export_kind = check_threshold_rule(opts.threshold_rule, export_kind, progress)
+    data = prepare_data(opts, progress)
+    cands = search(
+        data.split, opts.held_out, opts.epochs, opts.batch, opts.seed, progress, data.grid,
+        opts.val_novel, data.judge,
+    )  # fmt: skip
+    best_per_kind = best_of_each_kind(cands, data, opts, progress)
+    best, chosen = choose_export(best_per_kind, export_kind, progress)
+    if opts.threshold_rule is not None:
+        use_threshold_rule(chosen, opts.threshold_rule, data.judge, progress)
+    models, test_preds = score_on_test(best_per_kind, data.split, opts)
+    step = chosen.detector.step_seconds or 1.0
+    pca = pca_baseline(
+        data.split, opts.held_out, chosen.window, chosen.detector.scaler, opts.val_novel, step
+    )
+    results = TrainResults(
+        models=models,
+        baselines=baselines_on_test(pca, chosen, data, opts),
+        held_out_classes=list(opts.held_out),
+        val_novel_classes=list(opts.val_novel),
+        search=[
+            SearchRow.of(c, opts.val_novel)
+            for v in [*cands.values(), [best_per_kind["ensemble"]]]
+            for c in v
+        ],
+        chosen=chosen.kind,
+        chosen_by="--export-kind" if export_kind else "validation",
+        best_on_validation=best.kind,
+        train_seconds=time.monotonic() - t_start,
+        datasets=[str(p) for p in opts.datasets],
+        label_files=[str(p) for p in opts.label_files],
+    )
+    export_chosen(chosen, data, results, opts)
+    write_results(results, best_per_kind, test_preds, pca, data.split, opts.report_dir)
+    progress(
+        f"done in {results.train_seconds:.0f}s; bundle {opts.bundle_out}, report {opts.report_dir}"
+    )
+    return results
+
+
+def prepare_data(opts: TrainOptions, progress) -> Data:
+    """Datasets (with the engineers' labels) -> series -> train | validation | test, the search
+    grid without windows validation is too short for, and the judge of every candidate."""
+    series, loaded = load_series(opts.datasets, opts.label_files, opts.include_weak)
     split = time_split(series)
     progress(
         f"data: {len(series)} series, {sum(len(s.times) for s in series)} steps; split train/val/test by time"
     )
-    grid = windows_that_fit(split, QUICK_SEARCH if quick else SEARCH, progress)
-    judge = Judge(split, held_out, val_novel, max(grid["window"]))
-    cands = search(split, held_out, epochs, batch, seed, progress, grid, val_novel, judge)
+    grid = windows_that_fit(split, QUICK_SEARCH if opts.quick else SEARCH, progress)
+    judge = Judge(split, opts.held_out, opts.val_novel, max(grid["window"]))
+    return Data(loaded, split, grid, judge)
+
+
+def best_of_each_kind(
+    cands: dict[str, list[Candidate]], data: Data, opts: TrainOptions, progress
+) -> dict[str, Candidate]:
+    """The best configuration of each kind, its leave-one-class-out recall, and the ensemble of
+    the best autoencoder and the best supervised model."""
     best_per_kind = {k: max(v, key=lambda c: c.rank) for k, v in cands.items()}
     # The kinds are compared with their leave-one-class-out recall too (the grid within a kind
     # is not: it would multiply the training time by the number of classes).
     loco = {}
     for kind, c in best_per_kind.items():
-        loco[kind] = unseen_class_recall(c, split, judge, epochs, batch, seed, progress)
+        loco[kind] = unseen_class_recall(
+            c, data.split, data.judge, opts.epochs, opts.batch, opts.seed, progress
+        )
         progress(describe(c))
     best_per_kind["ensemble"] = ensemble_candidate(
-        best_per_kind, split, held_out, val_novel, progress, judge, loco
+        best_per_kind, data.split, opts.held_out, opts.val_novel, progress, data.judge, loco
     )
+    return best_per_kind
+
+
+def choose_export(
+    best_per_kind: dict[str, Candidate], export_kind: str | None, progress
+) -> tuple[Candidate, Candidate]:
+    """(the best on validation, the one to export: that, or the best of `export_kind`)."""
     best = max(best_per_kind.values(), key=lambda c: c.rank)
     if export_kind is not None and export_kind not in best_per_kind:
         raise OptionError(f"--export-kind {export_kind!r}: one of {', '.join(best_per_kind)}")
@@ -595,105 +814,118 @@ def run(
         f"W={chosen.window} filters={chosen.filters} debounce={chosen.debounce} (best on "
         f"validation: {best.kind})"
     )
+    return best, chosen
 
-    if threshold_rule is not None:
-        use_threshold_rule(chosen, threshold_rule, judge, progress)
 
-    results: dict[str, Any] = {
-        "models": {}, "baselines": {}, "held_out_classes": list(held_out), "val_novel_classes": list(val_novel),
-    }  # fmt: skip
-    test_preds: dict[str, Predictions] = {}
+def score_on_test(
+    best_per_kind: dict[str, Candidate], split: Split, opts: TrainOptions
+) -> tuple[dict[str, ModelResult], dict[str, Predictions]]:
+    """Each kind's best configuration scored once on test, with every one of its rules."""
+    models, preds = {}, {}
     for kind, c in best_per_kind.items():
-        te = make_windows(split.test, c.window, c.detector.scaler)
-        pred = c.detector.predict(te)
-        test_preds[kind] = pred
-        res = evaluate_predictions(pred, c.detector.step_seconds or 1.0, c.debounce)
-        res["seen_vs_held_out"] = split_report(res, held_out, val_novel)
-        res["config"] = {
-            "window": c.window,
-            "filters": c.filters,
-            "debounce": c.debounce,
-            "threshold": c.detector.threshold,
-            "alternatives": c.detector.thresholds,
-            "ae_score": c.detector.ae_score if kind == "autoencoder" else None,
-        }
-        res["validation_objective"] = c.objective
-        res["unseen_class_recall_val"] = c.unseen
-        res["rule"] = c.detector.rule
-        res["threshold_rules"] = {}
-        for name, r in c.detector.threshold_rules.items():
-            raw = c.detector.raw_scores(r["score"], te.X)
+        det = c.detector
+        step = det.step_seconds or 1.0
+        te = make_windows(split.test, c.window, det.scaler)
+        preds[kind] = det.predict(te)
+        figures = evaluate_predictions(preds[kind], step, c.debounce)
+        rules = {}
+        for name, r in det.threshold_rules.items():
+            raw = det.raw_scores(r["score"], te.X)
             alarm = debounce_by_instance(raw >= r["threshold"], te.instances, te.times, c.debounce)
-            rr = evaluate_decisions(
-                te.times, te.instances, te.labels, alarm, c.detector.step_seconds or 1.0
-            )
-            res["threshold_rules"][name] = {
-                "threshold": r["threshold"], "val_f1": r["val_f1"], "test_f1": rr["pointwise"]["f1"],
-                "test_episode_recall": rr["episode_recall"], "test_false_alarms": rr["false_alarms"],
-            }  # fmt: skip
-        res["train_info"] = c.detector.train_info
-        results["models"][kind] = res
-    step = chosen.detector.step_seconds or 1.0
-    pca = pca_baseline(split, held_out, chosen.window, chosen.detector.scaler, val_novel, step)
-    w = pca["windows"]
-    for name, key in (("pca", "alarm"), ("pca_no_debounce", "alarm_no_debounce")):
-        res = evaluate_decisions(w.times, w.instances, w.labels, pca[key], step)
-        res["seen_vs_held_out"] = split_report(res, held_out, val_novel)
-        res["config"] = {"components": pca["components"]} | (
-            {"threshold": pca["threshold"], "debounce": pca["debounce"]}
-            if key == "alarm"
-            else {"threshold": pca["threshold_no_debounce"], "debounce": 1}
+            rr = evaluate_decisions(te.times, te.instances, te.labels, alarm, step)
+            rules[name] = RuleOnTest(
+                r["threshold"], r["val_f1"], rr["pointwise"]["f1"], rr["episode_recall"],
+                rr["false_alarms"],
+            )  # fmt: skip
+        models[kind] = ModelResult(
+            figures=figures,
+            seen_vs_held_out=split_report(figures, opts.held_out, opts.val_novel),
+            config=ModelConfig(
+                c.window,
+                c.filters,
+                c.debounce,
+                det.threshold,
+                det.thresholds,
+                det.score_mode if kind == "autoencoder" else None,
+            ),  # fmt: skip
+            validation_objective=c.objective,
+            unseen_class_recall_val=c.unseen,
+            rule=det.rule,
+            threshold_rules=rules,
+            train_info=det.train_info,
         )
-        results["baselines"][name] = res
-    if mixin_rules and mixin_rules.is_file():
-        te = make_windows(split.test, chosen.window, chosen.detector.scaler)
-        alarm = mixin_baseline(loaded, te, mixin_rules)
+    return models, preds
+
+
+def baselines_on_test(
+    pca: PCABaseline, chosen: Candidate, data: Data, opts: TrainOptions
+) -> dict[str, BaselineResult]:
+    """The PCA baseline (debounced like the models, and bare) and the coredns-mixin rules
+    evaluated by the real Prometheus, on the exported model's test windows."""
+    step = chosen.detector.step_seconds or 1.0
+    out = {}
+    w = pca.windows
+    for name, alarm, config in (
+        ("pca", pca.alarm, PCAConfig(pca.components, pca.threshold, pca.debounce)),
+        ("pca_no_debounce", pca.alarm_no_debounce,
+         PCAConfig(pca.components, pca.threshold_no_debounce, 1)),
+    ):  # fmt: skip
+        res = evaluate_decisions(w.times, w.instances, w.labels, alarm, step)
+        out[name] = BaselineResult(res, split_report(res, opts.held_out, opts.val_novel), config)
+    if opts.mixin_rules and opts.mixin_rules.is_file():
+        te = make_windows(data.split.test, chosen.window, chosen.detector.scaler)
+        alarm = mixin_baseline(data.loaded, te, opts.mixin_rules)
         if alarm is not None:
             res = evaluate_decisions(te.times, te.instances, te.labels, alarm, step)
-            res["seen_vs_held_out"] = split_report(res, held_out, val_novel)
-            results["baselines"]["coredns_mixin"] = res
-    results["search"] = [
-        {"kind": c.kind, "window": c.window, "filters": c.filters, "debounce": c.debounce, "objective": c.objective, "unseen_class_recall": c.unseen, "val_f1": c.val["pointwise"]["f1"], "val_episode_recall": c.val["episode_recall"], "seconds": c.seconds,
-         "val_false_alarms": c.val["false_alarms"], "val_normal_hours": c.val["normal_hours"], "train_false_alarms": c.val.get("train_false_alarms"), "train_normal_hours": c.val.get("train_normal_hours"),
-         "val_median_delay_steps": c.val["median_delay_steps"], "targets_missed": target_misses(c.val, val_novel)}
-        for v in [*cands.values(), [best_per_kind["ensemble"]]] for c in v
-    ]  # fmt: skip
-    results["chosen"] = chosen.kind
-    results["chosen_by"] = "--export-kind" if export_kind else "validation"
-    results["best_on_validation"] = best.kind
-    results["train_seconds"] = time.monotonic() - t_start
-    results["datasets"] = [str(p) for p in datasets]
-    results["label_files"] = [str(p) for p in (label_files or [])]
+            out["coredns_mixin"] = BaselineResult(
+                res, split_report(res, opts.held_out, opts.val_novel)
+            )
+    return out
 
+
+def export_chosen(chosen: Candidate, data: Data, results: TrainResults, opts: TrainOptions) -> None:
+    """The bundle (model.tflite + model.json with what it was trained on and how it scored)
+    and the Keras weights beside it, for import_weights and retraining."""
     det = chosen.detector
-    sample = make_windows(split.val, chosen.window, det.scaler).X[
+    step = det.step_seconds or 1.0
+    sample = make_windows(data.split.val, chosen.window, det.scaler).X[
         :64
     ]  # real windows for the TFLite check
+    datasets = [
+        {"path": str(p), "meta": {k: ds.meta.get(k) for k in ("coredns_version", "seed", "preset", "step_seconds", "recorded_from")}}
+        for p, ds in zip(opts.datasets, data.loaded, strict=True)
+    ]  # fmt: skip
     det.export(
-        bundle_out,
+        opts.bundle_out,
         sample=sample,
         debounce_steps=chosen.debounce,
         clear_steps=clear_steps(step),
         info={
-            "training_data": {"datasets": [{"path": str(p), "meta": {k: ds.meta.get(k) for k in ("coredns_version", "seed", "preset", "step_seconds", "recorded_from")}} for p, ds in zip(datasets, loaded, strict=True)], "label_files": results["label_files"]},
-            "evaluation": {"test": _slim(results["models"][chosen.kind]), "validation": _slim(chosen.val), "held_out_classes": list(held_out), "debounced": True},
-            "versions_coredns": sorted({str(ds.meta.get("coredns_version")) for ds in loaded}),
+            "training_data": {"datasets": datasets, "label_files": results.label_files},
+            "evaluation": {"test": _slim(results.models[chosen.kind].to_dict()), "validation": _slim(chosen.val), "held_out_classes": list(opts.held_out), "debounced": True},
+            "versions_coredns": sorted({str(ds.meta.get("coredns_version")) for ds in data.loaded}),
         },
     )  # fmt: skip
+    det.save(opts.bundle_out / "keras")
 
-    det.save(bundle_out / "keras")  # the Keras weights, for import_weights and retraining
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "results").mkdir(parents=True, exist_ok=True)
-    (report_dir / "results" / "results.json").write_text(
-        json.dumps(results, indent=1, default=json_default)
-    )
+
+def write_results(
+    results: TrainResults,
+    best_per_kind: dict[str, Candidate],
+    test_preds: dict[str, Predictions],
+    pca: PCABaseline,
+    split: Split,
+    report_dir: Path,
+) -> None:
+    """results/results.json, and results.md with its plots (report.py) written from it."""
     from .report import write_report
 
-    write_report(
-        results, {k: c for k, c in best_per_kind.items()}, test_preds, pca, report_dir, split
+    doc = results.to_dict()
+    (report_dir / "results").mkdir(parents=True, exist_ok=True)
+    (report_dir / "results" / "results.json").write_text(
+        json.dumps(doc, indent=1, default=json_default)
     )
-    progress(f"done in {results['train_seconds']:.0f}s; bundle {bundle_out}, report {report_dir}")
-    return results
+    write_report(doc, dict(best_per_kind), test_preds, pca, report_dir, split)
 
 
 # The decision rules `train --threshold-rule` can pick, by model kind (the detector computes
@@ -732,13 +964,11 @@ def use_threshold_rule(c: Candidate, rule: str, judge: Judge, progress) -> None:
             f"--threshold-rule {rule}: not computed for this data (the latent rule needs "
             "labelled anomalies in the training split: the lab's, or engineers' verdicts)"
         )
-    r = det.threshold_rules[rule]
-    det.rule, det.threshold, det.ae_score, det._serving = rule, r["threshold"], r["score"], None
-    det.thresholds = {n: x["threshold"] for n, x in det.threshold_rules.items()}
+    det.choose_rule(rule)
     c.val = evaluate_predictions(
         det.predict(judge.val_windows(det)), det.step_seconds or 1.0, c.debounce
     )
-    progress(f"decision rule by --threshold-rule: {rule} (threshold {r['threshold']:.4g})")
+    progress(f"decision rule by --threshold-rule: {rule} (threshold {det.threshold:.4g})")
 
 
 def _slim(res: dict[str, Any]) -> dict[str, Any]:

@@ -298,8 +298,7 @@ def _plot_pr(preds, pca, out: Path) -> None:
     for kind, p in preds.items():
         rec, prec = _pr(p.raw, (p.labels != NORMAL).astype(int))
         ax.plot(rec, prec, label=kind)
-    w = pca["windows"]
-    rec, prec = _pr(pca["raw"], (w.labels != NORMAL).astype(int))
+    rec, prec = _pr(pca.raw, (pca.windows.labels != NORMAL).astype(int))
     ax.plot(rec, prec, "--", label="PCA baseline")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")

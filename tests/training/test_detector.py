@@ -63,11 +63,28 @@ def test_autoencoder_mse_score_exports_within_1e_5(series_pair, make_series, tmp
     det = AnomalyDetector("autoencoder", window=8, filters=16).train(5, 64, train, validation=val)
     assert {"reconstruction_val_f1", "mse_val_f1", "latent_val_f1"} <= set(det.threshold_rules)
     X = det.windows([make_series("f", seed=6, steps=200)]).X
+    rule, serving = det.rule, det.serving_model()
     mse = det.raw_scores("mse", X)
     recon = det._main.predict(X, verbose=0)
     expected = np.log1p(np.mean((X - recon)[:, -2:, :] ** 2, axis=(1, 2)))
     assert np.allclose(mse, expected, atol=1e-5)
-    det.ae_score, det._serving = "mse", None
+    # scoring another way changes nothing: same rule, same serving graph
+    assert det.rule == rule and det.serving_model() is serving
+    det.choose_rule("mse_val_f1")
+    assert (
+        det.score_mode == "mse" and det.threshold == det.threshold_rules["mse_val_f1"]["threshold"]
+    )
     meta = json.loads((det.export(tmp_path / "b", sample=X[:64]) / "model.json").read_text())
-    assert meta["decision"]["ae_score"] == "mse"
+    assert meta["decision"]["ae_score"] == "mse" and meta["decision"]["rule"] == "mse_val_f1"
     assert meta["export_check"]["max_abs_diff"]["batch_resized"] <= 1e-5
+    with pytest.raises(KeyError, match="no decision rule 'nope'"):
+        det.choose_rule("nope")
+    # a rule chosen outside `train` is added to the table and used, with its facts
+    det.add_rule("budget", 2.5, method="evt")
+    assert det.threshold == 2.5 and det.thresholds["budget"] == 2.5 and det.score_mode == "mse"
+    assert det.threshold_rules["budget"] == {
+        "score": "mse",
+        "threshold": 2.5,
+        "val_f1": None,
+        "method": "evt",
+    }
