@@ -66,3 +66,5 @@ VERDICT_FALSE_ALARM = "false_alarm"
 VERDICTS = (VERDICT_ANOMALY, VERDICT_FALSE_ALARM)
 # A false-alarm verdict's range, as a label in a dataset, has this class (and label source).
 FALSE_ALARM = VERDICT_FALSE_ALARM
+# An anomaly verdict that names no class, as a label in a dataset, has this class.
+UNCLASSIFIED_ANOMALY = VERDICT_ANOMALY

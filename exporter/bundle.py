@@ -20,8 +20,6 @@ import numpy as np
 from coredns_anomaly.contracts.bundle import (
     BundleError,
     BundleMeta,
-    field_of,
-    read_document,
     short,
 )
 from coredns_anomaly.contracts.names import UNKNOWN_TYPE
@@ -34,9 +32,6 @@ from .suppress import Suppression
 TYPE_PROFILE_STEPS = 3  # the type is read from the mean z-score of the last steps
 MAX_MISSING = 0.5  # a window with more missing steps than this is not scored
 MAX_MODEL_BYTES = 512 * 1024 * 1024
-# loop/demo.py reads one field of the raw document by these names (BundleMeta.read is the
-# reader: to move there with loop/).
-read_meta, meta_field = read_document, field_of
 
 __all__ = [
     "Bundle", "BundleError", "load_bundle", "standardize", "type_profile", "window_ok",

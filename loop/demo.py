@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coredns_anomaly.contracts import names as N
+
 from .run import Episode, Recorder, episode_events, false_alarms, play
 from .stack import Stack, StackSettings
 
@@ -72,8 +74,8 @@ def wait_scored(stack: Stack, timeout: float) -> None:
     want = set(stack.instances.values())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        learning = stack.exporter_series("coredns_anomaly_learning")
-        if want <= set(stack.exporter_series("coredns_anomaly")) and all(
+        learning = stack.exporter_series(N.LEARNING)
+        if want <= set(stack.exporter_series(N.ANOMALY)) and all(
             learning.get(i) == 0.0 for i in want
         ):
             return
@@ -83,9 +85,9 @@ def wait_scored(stack: Stack, timeout: float) -> None:
 
 def warm_up_seconds(model: Path) -> float:
     """How long a new instance is learning before it can alarm (the bundle's warm-up)."""
-    from coredns_anomaly.exporter.bundle import meta_field, read_meta
+    from coredns_anomaly.contracts.bundle import BundleMeta
 
-    return float(meta_field(read_meta(model / "model.json"), "input.baseline.warmup_seconds"))
+    return float(BundleMeta.read(model / "model.json").baseline["warmup_seconds"])
 
 
 def run_demo(s: DemoSettings, say=print) -> dict:
@@ -146,11 +148,11 @@ def print_timeline(report: dict, say=print) -> None:
     say("\ntimeline (seconds after each fault started):")
     for e in report["episodes"]:
         say(f"  {e['cls']} on {e['instance']}:")
-        say(f"    coredns_anomaly = 1 ........ {_fmt(e['first_anomaly'])}")
+        say(f"    {N.ANOMALY} = 1 ........ {_fmt(e['first_anomaly'])}")
         say(f"    alert firing in Prometheus . {_fmt(e['alert_firing'])}")
         say(f"    delivered to the webhook ... {_fmt(e['delivered'])}")
         say(f"    fault cleared .............. +{e['fault_duration']:.1f}s")
-        say(f"    coredns_anomaly = 0 ........ {_fmt(e['anomaly_cleared'])}")
+        say(f"    {N.ANOMALY} = 0 ........ {_fmt(e['anomaly_cleared'])}")
         say(f"    resolved at the webhook .... {_fmt(e['resolved_delivered'])}")
     say(f"  control instance {report['instances']['control']}: max score {report['control_max_score']:.3f}, "
         f"false alarms {len(report['false_alarms'])}")  # fmt: skip
@@ -166,7 +168,7 @@ def write_report(report: dict, wd: Path) -> None:
         "# coredns-anomaly demo\n\n"
         f"Faults on `{report['instances']['faulted']}`; `{report['instances']['control']}` stayed healthy "
         f"(max score {report['control_max_score']:.3f}, false alarms: {len(report['false_alarms'])}).\n\n"
-        "| fault | coredns_anomaly = 1 | alert firing | at the webhook | fault cleared | back to 0 | resolved at the webhook |\n"
+        f"| fault | {N.ANOMALY} = 1 | alert firing | at the webhook | fault cleared | back to 0 | resolved at the webhook |\n"
         "|---|---|---|---|---|---|---|\n" + rows + "\n\n![timeline](timeline.png)\n"
     )
 
@@ -200,7 +202,7 @@ def plot_timeline(samples, episodes, events, sick: str, control: str, path: Path
     ax.axhline(1.0, color="k", ls=":", lw=0.8)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("seconds")
-    ax.set_ylabel("coredns_anomaly_score (>= 1 anomalous)")
+    ax.set_ylabel(f"{N.SCORE} (>= 1 anomalous)")
     ax.set_title("demo: faults (shaded), alert firing (v) and delivered to the webhook (x)")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()

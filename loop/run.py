@@ -14,12 +14,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from coredns_anomaly.contracts import names as N
 from coredns_anomaly.lab import faults
 
 from .stack import Stack
 
 log = logging.getLogger(__name__)
-OURS = "CoreDNSAnomaly"  # the generated anomaly alert (meta-alerts have longer names)
+OURS = N.ANOMALY_ALERT  # the generated anomaly alert (the benchmarks import this name)
 
 
 @dataclass
@@ -61,8 +62,8 @@ class Recorder:
         while not self._stop.is_set():
             t = time.time()
             try:
-                anomaly = self.stack.exporter_series("coredns_anomaly")
-                score = self.stack.exporter_series("coredns_anomaly_score")
+                anomaly = self.stack.exporter_series(N.ANOMALY)
+                score = self.stack.exporter_series(N.SCORE)
                 alerts = [
                     (a["labels"].get("alertname", ""), a["labels"].get("instance", ""), a["state"])
                     for a in self.stack.prometheus_alerts()
@@ -143,7 +144,7 @@ def episode_events(
 
 
 def other_alert_delay(
-    ep: Episode, samples: list[Sample], until: float, ours_prefix: str = OURS
+    ep: Episode, samples: list[Sample], until: float, ours_prefix: str = N.ALERT_PREFIX
 ) -> tuple[float | None, str]:
     """First firing of any other rule (e.g. the mixin's) on the episode's instance; the mixin
     aggregates instances away, so an alert without an instance label counts too."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coredns_anomaly.contracts.names import FALSE_ALARM, UNCLASSIFIED_ANOMALY, VERDICT_ANOMALY
 from coredns_anomaly.exporter.promapi import PrometheusAPI, PrometheusAPIError
 from coredns_anomaly.exporter.scrape import HttpOptions
 
@@ -121,11 +122,11 @@ def labels_from_file(path: Path) -> pd.DataFrame:
 
     rows = []
     for r in read_label_file(path):
-        anomaly = r.verdict == "anomaly"
+        anomaly = r.verdict == VERDICT_ANOMALY
         rows.append(
             {
                 "instance": r.instance,
-                "class": (r.anomaly_class or "anomaly") if anomaly else "false_alarm",
+                "class": (r.anomaly_class or UNCLASSIFIED_ANOMALY) if anomaly else FALSE_ALARM,
                 "start": r.start.timestamp(),
                 "end": r.end.timestamp(),
                 "intensity": math.nan,

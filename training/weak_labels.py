@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contracts.names import OWN_ALERTNAMES
 from ..webhook.labels import LabelRecord, class_of_alert
-from ..webhook.matchers import OWN_ALERTNAMES, match_all, parse_matchers
+from ..webhook.matchers import match_all, parse_matchers
 from .series import true_runs
 
 OWN_ALERTS = re.compile(OWN_ALERTNAMES)
