@@ -148,11 +148,16 @@ def generate_files(args: argparse.Namespace) -> dict[Path, str]:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    return _render(lambda: generate_files(args))
+
+
+def _render(files_of) -> int:
+    """Render every output (`files_of()`), then write them all; a RulesError writes nothing."""
     from .model import RulesError
     from .render import write_all
 
     try:
-        files = generate_files(args)
+        files = files_of()
     except RulesError as exc:
         _usage(exc)
     write_all(files)
@@ -191,22 +196,13 @@ def classic_files(args: argparse.Namespace, learned: dict) -> dict[Path, str]:
 
 def _classic(args: argparse.Namespace) -> int:
     from .classic import load_thresholds
-    from .model import RulesError
-    from .render import write_all
 
     moved = [f for f in MOVED_TO_TRAINING if getattr(args, f[2:].replace("-", "_"))]
     if moved:
         _usage(ValueError(f"{', '.join(moved)}: {LEARN_ELSEWHERE}"))
     if args.thresholds is None:
         _usage(ValueError(f"--thresholds is required; {LEARN_ELSEWHERE}"))
-    try:
-        files = classic_files(args, load_thresholds(args.thresholds))
-    except RulesError as exc:
-        _usage(exc)
-    write_all(files)
-    for p in files:
-        log.info("wrote %s", p)
-    return 0
+    return _render(lambda: classic_files(args, load_thresholds(args.thresholds)))
 
 
 def _runbooks(args: argparse.Namespace) -> int:
