@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coredns_anomaly.contracts import names as N
+from coredns_anomaly.rules.anomaly import REARM_SECONDS
 
 from .run import Episode, Recorder, episode_events, false_alarms, play
 from .stack import Stack, StackSettings
@@ -38,22 +39,29 @@ class DemoSettings:
     duration: float = 30.0
     gap: float = 90.0  # > the model window plus the 30 s of calm that end an anomaly
     calm: float = 10.0  # healthy seconds after warm-up before the first fault
+    # The warning's re-arm hold, off: the demo's faults come every 90 s on one instance, and the
+    # production hold (10 min) would make them one alert that resolves 10 minutes later; the
+    # demo shows each fault's own alert and its resolution.
+    keep_firing_for: float = 0.0
 
 
-def anomaly_rule_file(model: Path, out_dir: Path) -> Path:
-    """The rules generated from the bundle by the real `coredns-anomaly rules generate`."""
-    subprocess.run(
-        [sys.executable, "-m", "coredns_anomaly", "rules", "generate", "--model", str(model), "--out", str(out_dir)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+def anomaly_rule_file(model: Path, out_dir: Path, keep_firing_for: float | None = None) -> Path:
+    """The rules generated from the bundle by the real `coredns-anomaly rules generate`;
+    `keep_firing_for` overrides the warning's 10-minute re-arm hold (rules/anomaly.py)."""
+    cmd = [sys.executable, "-m", "coredns_anomaly", "rules", "generate", "--model", str(model), "--out", str(out_dir)]  # fmt: skip
+    if keep_firing_for is not None:
+        cmd += ["--keep-firing-for", f"{keep_firing_for:g}"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
     return out_dir / "coredns-anomaly.rules.yml"
 
 
-def mixin_stack(workdir: Path, model: Path, seed: int = 1) -> Stack:
+def mixin_stack(
+    workdir: Path, model: Path, seed: int = 1, keep_firing_for: float | None = None
+) -> Stack:
     """The benchmarks' loop (bench/alert_delay.py, false_alarm_soak.py): the bundle's generated
     rules beside the community mixin's (rules/coredns_mixin.yml); start it with `with`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    ours = anomaly_rule_file(model, workdir / "rules")
+    ours = anomaly_rule_file(model, workdir / "rules", keep_firing_for)
     rule_files = [ours, ROOT / "rules/coredns_mixin.yml"]
     return Stack(StackSettings(workdir, model, rule_files, seed=seed))
 
@@ -92,7 +100,7 @@ def warm_up_seconds(model: Path) -> float:
 
 def run_demo(s: DemoSettings, say=print) -> dict:
     s.workdir.mkdir(parents=True, exist_ok=True)
-    rules = anomaly_rule_file(s.model, s.workdir / "rules")
+    rules = anomaly_rule_file(s.model, s.workdir / "rules", s.keep_firing_for)
     t0 = time.time()
     say(
         f"starting the loop in {s.workdir} (lab CoreDNS x2, exporter, Prometheus, Alertmanager, webhook)"
@@ -104,6 +112,12 @@ def run_demo(s: DemoSettings, say=print) -> dict:
             f"  up in {time.time() - t0:.0f}s. Feedback page: {stack.url('webhook')}/  (user {stack.webhook_user}, password in {s.workdir / 'webhook-password'})"
         )
         say(f"  Prometheus: {stack.url('prometheus')}/alerts   exporter: {stack.url('exporter')}/")
+        if s.keep_firing_for < REARM_SECONDS:
+            say(
+                f"  (the demo's rules keep an alert firing {s.keep_firing_for:g} s after the "
+                f"exporter clears, not the production {REARM_SECONDS / 60:g} minutes, so each "
+                "fault 90 s apart shows its own alert and resolution)"
+            )
         warm = warm_up_seconds(s.model)
         say(
             f"  the exporter learns each CoreDNS's own normal first ({warm:.0f} s, as on day one"
