@@ -36,7 +36,7 @@ dataset: setup
 	$(CLI) lab record --preset shipped --seed 2027 --out data/lab-v2
 
 # Environments unlike the shipped one (docs/dataset.md, "Environments"): one seeded command
-# each, ~30 minutes each (env-step15 ~53, env-soak and env-soak2 ~58, env-soak3 ~93). Three run
+# each, ~30 minutes each (env-step15 ~53, env-soak and env-soak2 ~58, env-soak3 ~93, env-soak4 ~72). Three run
 # CoreDNS v1.12.4 and env-soak3 v1.11.4, built on demand.
 .PHONY: dataset-envs
 dataset-envs: setup
@@ -50,11 +50,12 @@ dataset-envs: setup
 	$(CLI) lab record --preset env-soak2 --seed 3107 --out data/envs/env-soak2
 	bash scripts/build-coredns.sh v1.11.4
 	$(CLI) lab record --preset env-soak3 --seed 3108 --out data/envs/env-soak3
+	$(CLI) lab record --preset env-soak4 --seed 3109 --out data/envs/env-soak4
 
 # The shipped bundles (docs/results.md): models/default, the autoencoder trained at 2 s on the
 # lab and four environment recordings (one seeded command); models/step15 and models/step30,
 # the same network counted for a 15 or 30 s scrape step (`coredns-anomaly restep`).
-# data/envs/env-soak, env-soak2, env-soak3 and env-step15 stay out of every training:
+# data/envs/env-soak, env-soak2, env-soak3, env-soak4 and env-step15 stay out of every training:
 # bench/transfer.py scores the bundles on them (make transfer).
 TRAIN_2S := data/lab-v1 data/lab-v2 data/envs/env-small data/envs/env-nocache-rewrite data/envs/env-autopath data/envs/env-large
 .PHONY: models transfer
@@ -69,12 +70,13 @@ ENVS_2S := data/envs/env-small data/envs/env-nocache-rewrite data/envs/env-autop
 transfer: setup
 	$(PY) bench/transfer.py --loeo runs/loeo $(foreach d,$(ENVS_2S),--env $(d)) \
 		--out bench/results/transfer-loeo.json --png docs/img/transfer-loeo.png
-	$(PY) bench/transfer.py --env data/envs/env-soak --env data/envs/env-soak2 --env data/envs/env-soak3
+	$(PY) bench/transfer.py --env data/envs/env-soak --env data/envs/env-soak2 --env data/envs/env-soak3 \
+		--env data/envs/env-soak4
 	$(PY) bench/transfer.py --model models/step15 --step 15 --env data/envs/env-step15 --env data/envs/env-soak \
-		--env data/envs/env-soak2 --env data/envs/env-soak3 --out bench/results/transfer-15s.json \
+		--env data/envs/env-soak2 --env data/envs/env-soak3 --env data/envs/env-soak4 --out bench/results/transfer-15s.json \
 		--png docs/img/transfer-15s.png
 	$(PY) bench/transfer.py --model models/step30 --step 30 --env data/envs/env-step15 --env data/envs/env-soak \
-		--env data/envs/env-soak2 --env data/envs/env-soak3 --out bench/results/transfer-30s.json \
+		--env data/envs/env-soak2 --env data/envs/env-soak3 --env data/envs/env-soak4 --out bench/results/transfer-30s.json \
 		--png docs/img/transfer-30s.png
 
 # The exporter on tflite-runtime 2.14 (numpy<2, Python <= 3.11): CI runs the exporter tests on
