@@ -18,6 +18,8 @@ FORBIDDEN = {
     "rules": (f"{PACKAGE}.training", f"{PACKAGE}.loop", *HEAVY),
     "exporter": (f"{PACKAGE}.training", f"{PACKAGE}.loop", *HEAVY),
     "webhook": (f"{PACKAGE}.training", f"{PACKAGE}.loop", *HEAVY),
+    # the lab records data and runs processes: no model code, and nothing of the loop above it
+    "lab": (f"{PACKAGE}.loop", *HEAVY),
     # stdlib only: every role imports the contracts without another role's dependencies
     "contracts": (*(f"{PACKAGE}.{r}" for r in ROLES), "numpy", "yaml", *HEAVY),
 }
@@ -68,3 +70,31 @@ def test_the_check_sees_relative_and_lazy_imports(tmp_path, monkeypatch):
         "rules/sub/x.py:4 imports coredns_anomaly.loop",
         "rules/sub/x.py:4 imports coredns_anomaly.loop.demo",
     ]
+
+
+# What importing each light room's entry points really loads, in a fresh interpreter: the
+# statement check above sees only a room's own files, this one also what they pull in.
+ENTRY_POINTS = {
+    "exporter": ("cli", "service", "engine", "bundle"),
+    "webhook": ("app", "cli", "receiver"),
+    "rules": ("cli", "anomaly", "classic", "model"),
+    "contracts": ("bundle", "names", "thresholds", "signals"),
+}
+
+
+@pytest.mark.parametrize("room", sorted(ENTRY_POINTS))
+def test_importing_a_light_room_loads_no_training_and_no_tensorflow(room):
+    import json
+    import subprocess
+    import sys
+
+    mods = [f"{PACKAGE}.{room}.{m}" for m in ENTRY_POINTS[room]]
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {mods!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    bad = [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(f"{PACKAGE}.training")]
+    assert bad == [], f"importing {room} loads {bad[:8]}"
