@@ -3,7 +3,7 @@
 `start` writes the config, spawns Prometheus through `processes.spawn` (so it dies with us) and
 waits for /-/ready; `serving` is the read-only case, a Prometheus answering queries over a
 backfilled TSDB without scraping; `backfill_openmetrics` and `run_promtool` make such TSDBs.
-Talking to it goes through the one client, `coredns_anomaly.exporter.promapi.PrometheusAPI`.
+Talking to it goes through the one client, `coredns_anomaly.exporter.promclient.PrometheusAPI`.
 """
 
 from __future__ import annotations

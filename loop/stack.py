@@ -5,7 +5,7 @@ webhook under gunicorn, Alertmanager routing to it, Prometheus scraping CoreDNS 
 exporter with the rule files loaded. Every child is started through the lab's `spawn`
 (Prometheus through `lab.prometheus.start`), so it dies with this process even on kill -9
 (PDEATHSIG), and `close()` runs on exceptions and Ctrl-C. Prometheus is read through the one
-API client (`exporter.promapi.PrometheusAPI`), the webhook's alerts through its `AlertStore`.
+API client (`exporter.promclient.PrometheusAPI`), the webhook's alerts through its `AlertStore`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import requests
 import yaml
 
-from coredns_anomaly.exporter.promapi import PrometheusAPI
+from coredns_anomaly.exporter.promclient import PrometheusAPI
 from coredns_anomaly.lab import processes, prometheus
 from coredns_anomaly.lab.lab import Lab, LabSettings
 from coredns_anomaly.webhook.store import AlertStore

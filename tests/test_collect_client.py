@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from coredns_anomaly.exporter.promapi import MAX_POINTS
+from coredns_anomaly.exporter.promclient import MAX_POINTS
 from coredns_anomaly.exporter.scrape import HttpOptions
 from coredns_anomaly.training import collect
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from coredns_anomaly.contracts.names import FALSE_ALARM, UNCLASSIFIED_ANOMALY, VERDICT_ANOMALY
-from coredns_anomaly.exporter.promapi import PrometheusAPI, PrometheusAPIError
+from coredns_anomaly.exporter.promclient import PrometheusAPI, PrometheusAPIError
 from coredns_anomaly.exporter.scrape import HttpOptions
 
 from . import dataset as ds_mod

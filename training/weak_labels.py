@@ -115,7 +115,7 @@ def from_rules(dataset: Path, rules_file: Path, matchers: str = "") -> WeakLabel
 
 
 def from_alerts(api, start: float, end: float, step: float, matchers: str = "") -> WeakLabels:
-    """`ALERTS{alertstate="firing"}` of a live Prometheus (`api`: exporter.promapi.PrometheusAPI)
+    """`ALERTS{alertstate="firing"}` of a live Prometheus (`api`: exporter.promclient.PrometheusAPI)
     as weak labels."""
     selected = parse_matchers(matchers)
     out = WeakLabels([], {})

@@ -47,27 +47,15 @@ def fetch(prometheus_url: str, instance: str, start: float, end: float) -> Chart
     """The score and the top contributing features of `instance` over [start, end]."""
     if not prometheus_url:
         return ChartData(problem="set prometheus_url (--prometheus-url) to see the score here")
-    import requests
+    from coredns_anomaly.exporter.promclient import PrometheusAPI, PrometheusAPIError
 
     step = max(1.0, math.ceil((end - start) / POINTS))
     sel = f"{{instance={promql_string(instance)}}}"
-
-    def query(expr: str) -> list[dict[str, Any]]:
-        r = requests.get(
-            f"{prometheus_url.rstrip('/')}/api/v1/query_range",
-            params={"query": expr, "start": start, "end": end, "step": step},
-            timeout=PROMETHEUS_TIMEOUT_S,
-        )
-        r.raise_for_status()
-        body = r.json()
-        if body.get("status") != "success":
-            raise ValueError(str(body.get("error", "query failed")))
-        return body["data"]["result"]
-
-    try:
-        score = query(N.SCORE + sel)
-        contrib = query(N.FEATURE_CONTRIBUTION + sel)
-    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+    try:  # the project's one Prometheus client (GET: a read-only page's queries)
+        with PrometheusAPI(prometheus_url, timeout=PROMETHEUS_TIMEOUT_S, post=False) as api:
+            score = api.query_range(N.SCORE + sel, start, end, step)
+            contrib = api.query_range(N.FEATURE_CONTRIBUTION + sel, start, end, step)
+    except (PrometheusAPIError, KeyError, TypeError) as exc:
         return ChartData(problem=f"Prometheus at {prometheus_url} did not answer: {exc}"[:300])
     data = ChartData()
     if score:

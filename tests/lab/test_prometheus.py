@@ -1,5 +1,5 @@
 """lab/prometheus.py starts the real Prometheus, and the project's one API client
-(exporter/promapi.py) reads every endpoint the roles use from it, POST and GET alike: series,
+(exporter/promclient.py) reads every endpoint the roles use from it, POST and GET alike: series,
 instant and range queries (chunked under the points limit), alerts (an endpoint that answers
 GET only), and errors with Prometheus's own words."""
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from coredns_anomaly.exporter.promapi import MAX_POINTS, PrometheusAPI, PrometheusAPIError
+from coredns_anomaly.exporter.promclient import MAX_POINTS, PrometheusAPI, PrometheusAPIError
 from coredns_anomaly.lab import processes, prometheus
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from coredns_anomaly.exporter.promapi import PrometheusAPI, PrometheusAPIError
+from coredns_anomaly.exporter.promclient import PrometheusAPI, PrometheusAPIError
 from coredns_anomaly.lab import prometheus
 
 from ..dataset import Dataset

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from coredns_anomaly.contracts.signals import SIGNALS, Signal
-from coredns_anomaly.exporter.promapi import PrometheusAPI
+from coredns_anomaly.exporter.promclient import PrometheusAPI
 from coredns_anomaly.lab import prometheus
 
 from .. import dataset as ds_mod
