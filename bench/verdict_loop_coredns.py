@@ -157,8 +157,7 @@ def test_figures(res: dict) -> dict:
 
 def batch_alarms(model: Path, recording: Path, runs: list[tuple[float, float]]) -> list[bool]:
     """Per batch job: did the bundle, run through the exporter's Engine, alarm during it?"""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from transfer import replay_engine
+    from transfer import replay_engine  # bench/transfer.py: bench/ is sys.path[0] for a script
 
     from coredns_anomaly.training import dataset as ds_mod
 

@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rules",
         allow_abbrev=False,
         help="generate Prometheus alerting rules, promtool tests and runbooks",
-        description="Alerting rules from a model bundle (exporter series) or learned from datasets "
-        "(classic rules on CoreDNS's own metrics). See docs/rules.md.",
+        description="Alerting rules from a model bundle (exporter series), or classic rules on "
+        "CoreDNS's own metrics from the thresholds.json `coredns-anomaly thresholds learn` "
+        "writes. See docs/rules.md.",
     )
     sub = parser.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
 
