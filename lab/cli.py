@@ -72,10 +72,7 @@ def _lab_record(args: argparse.Namespace) -> int:
             )
         overrides["classes"] = tuple(args.classes.split(","))
     p = replace(p, **overrides)
-    schedule = faults.build_schedule(
-        p.instances, p.classes, p.episodes_per_class, p.seed, p.warmup, p.gap, p.duration,
-        p.benign_probability,
-    )  # fmt: skip
+    schedule = p.schedule()
     end = max(it.at for it in schedule)
     log.info(
         "%s: %d instances, %d items, %.1f min", args.preset, p.instances, len(schedule), end / 60

@@ -254,3 +254,29 @@ def build_schedule(
     for i in range(n_instances):  # end every instance on a clean stretch
         items.append(Item(i, "end", clock[i] + rng.uniform(*gap), 0.0, 0.0, False))
     return sorted(items, key=lambda it: (it.at, it.instance))
+
+
+def build_healthy_schedule(
+    n_instances: int,
+    seed: int,
+    warmup: float,
+    gap: tuple[float, float],
+    minutes: float,
+) -> list[Item]:
+    """A healthy soak: no faults, only benign events (restarts, reloads, rate changes,
+    bursts) every `gap` seconds per instance after `warmup`, until `minutes` have passed.
+
+    Why: the recordings with faults hold one every 10-20 minutes per instance, so most of
+    their healthy time is a fault's aftermath; a cluster's day is mostly not. This measures
+    the false-alarm rate of the day itself.
+    """
+    rng = random.Random(seed)
+    end = minutes * 60
+    items: list[Item] = []
+    for i in range(n_instances):
+        at = warmup + rng.uniform(*gap)
+        while at < end - 60:
+            items.append(Item(i, rng.choice(BENIGN_EVENTS), at, 0.0, 0.0, False))
+            at += rng.uniform(*gap)
+        items.append(Item(i, "end", end, 0.0, 0.0, False))
+    return sorted(items, key=lambda it: (it.at, it.instance))

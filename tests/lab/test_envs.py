@@ -151,15 +151,14 @@ def test_shipped_and_demo_presets_are_unchanged():
 
 
 ENVS = sorted(n for n in PRESETS if n.startswith("env-"))
+FAULTY_ENVS = [n for n in ENVS if not PRESETS[n].healthy_minutes]
+HEALTHY_ENVS = [n for n in ENVS if PRESETS[n].healthy_minutes]
 
 
-@pytest.mark.parametrize("name", ENVS)
+@pytest.mark.parametrize("name", FAULTY_ENVS)
 def test_environment_presets_learn_normal_first_then_see_every_class(name):
     p = PRESETS[name]
-    schedule = faults.build_schedule(
-        p.instances, p.classes, p.episodes_per_class, p.seed, p.warmup, p.gap, p.duration,
-        p.benign_probability,
-    )  # fmt: skip
+    schedule = p.schedule()
     assert min(it.at for it in schedule if it.kind != "end") >= 12 * 60
     assert {it.kind for it in schedule if it.anomaly} == set(faults.FAULT_CLASSES)
     assert any(not it.anomaly and it.kind != "end" for it in schedule)
@@ -167,6 +166,26 @@ def test_environment_presets_learn_normal_first_then_see_every_class(name):
     json.dumps(card)  # goes into meta.json
     assert card["healthy_minutes_before_first_fault"] >= 12
     assert card["step_seconds"] == p.step and card["plugins"]
+
+
+@pytest.mark.parametrize("name", HEALTHY_ENVS)
+def test_healthy_soaks_hold_only_benign_events_for_their_whole_length(name):
+    p = PRESETS[name]
+    schedule = p.schedule()
+    assert not any(it.anomaly for it in schedule)
+    events = [it for it in schedule if it.kind != "end"]
+    assert {it.kind for it in events} == set(faults.BENIGN_EVENTS)
+    assert min(it.at for it in events) >= p.warmup  # learning is never disturbed
+    ends = [it for it in schedule if it.kind == "end"]
+    assert len(ends) == p.instances and {it.at for it in ends} == {p.healthy_minutes * 60}
+    per_instance = {
+        i: sorted(it.at for it in events if it.instance == i) for i in range(p.instances)
+    }
+    for times in per_instance.values():  # a benign event every gap, none closer
+        assert times and all(b - a >= p.gap[0] for a, b in zip(times, times[1:], strict=False))
+    card = environment_card(name, p, schedule)
+    assert card["planned_minutes"] == p.healthy_minutes
+    json.dumps(card)
 
 
 def test_environments_differ_from_the_shipped_one():
