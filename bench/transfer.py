@@ -49,14 +49,14 @@ import numpy as np
 
 from coredns_anomaly.contracts.bundle import BundleMeta
 from coredns_anomaly.exporter.baseline import standardize
-from coredns_anomaly.exporter.bundle import load_bundle, window_ok
-from coredns_anomaly.exporter.engine import Engine, Observation
+from coredns_anomaly.exporter.bundle import window_ok
 from coredns_anomaly.exporter.features import ONE_STEP, FeatureState
 from coredns_anomaly.exporter.runtime import Runtime
 from coredns_anomaly.rules.anomaly import REARM_SECONDS
 from coredns_anomaly.training import dataset as ds_mod
 from coredns_anomaly.training.evaluate import evaluate_decisions
 from coredns_anomaly.training.featurize import instance_pages
+from coredns_anomaly.training.replay import replay
 from coredns_anomaly.training.report import poisson_upper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,32 +67,8 @@ AFTERMATH_SECONDS = 120.0
 
 
 def replay_engine(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Per instance: times, score, decision, learning; the fleet stepped together."""
-    bundle = load_bundle(model)
-    engine = Engine(bundle, explain_top=0)
-    pages = {inst: list(instance_pages(ds, inst)) for inst in ds.instances}
-    n = max(len(p) for p in pages.values())
-    out = {i: {"times": [], "score": [], "anomaly": [], "learning": []} for i in pages}
-    for k in range(n):
-        obs = []
-        for inst, pp in pages.items():
-            if k < len(pp):
-                ts, page = pp[k]
-                obs.append(
-                    Observation(inst, ts, page=page)
-                    if page is not None
-                    else Observation(inst, ts, reason="down")
-                )
-        engine.step(obs)
-        for ob in obs:
-            st = engine.states[ob.instance]
-            v = st.verdict
-            o = out[ob.instance]
-            o["times"].append(ob.ts)
-            o["score"].append(np.nan if v is None else v.score)
-            o["anomaly"].append(bool(v and v.anomaly))
-            o["learning"].append(st.learning)
-    return {i: {k: np.asarray(v) for k, v in d.items()} for i, d in out.items()}
+    """Per instance: times, score, decision, learning (training/replay.py, the one replay)."""
+    return replay(ds, model)
 
 
 def replay_global_scaler(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -162,8 +138,8 @@ def figures(
         "steady_false_alarms_per_hour": sn / sh if sh else None,
         "steady_false_alarms_per_24h_upper95": poisson_upper(sn) / sh * 24 if sh else None,
         "aftermath_alarms": res["aftermath_alarms"],
-        "episodes": sum(c["episodes"] for c in res["per_class"].values()),
-        "episode_recall": res["episode_recall"],
+        "episodes": (eps := sum(c["episodes"] for c in res["per_class"].values())),
+        "episode_recall": res["episode_recall"] if eps else None,  # a healthy soak has none
         "recall_per_class": {c: v["recall_episode"] for c, v in res["per_class"].items()},
         "median_delay_steps": res["median_delay_steps"],
         "episodes_while_alarmed": res["episodes_while_alarmed"],
@@ -297,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.info(
                     "  %-9s alarms/h %.3f (%d in %.2f h), recall %.3f, delay %s, learning alarms %d",
                     key, f["false_alarms_per_hour"] or 0, f["false_alarms"],
-                    f["healthy_instance_hours"], f["episode_recall"], f["median_delay_steps"],
+                    f["healthy_instance_hours"], _nan(f["episode_recall"]), f["median_delay_steps"],
                     r["alarms_while_learning"],
                 )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -406,9 +382,19 @@ def table(rows: list[dict]) -> str:
                 f"| {r['environment']} | {r['step_seconds']:.0f} s | {f['healthy_instance_hours']:.2f} | {name} | "
                 f"{f['false_alarms']} ({(f['false_alarms_per_hour'] or 0):.2f}) | {24 * (f['false_alarms_per_hour'] or 0):.1f} | {(f['false_alarms_per_24h_upper95'] or 0):.1f} | "
                 f"{f['aftermath_alarms']} | {f['steady_instance_hours']:.2f} h, {f['steady_false_alarms']} ({(f['steady_false_alarms_per_hour'] or 0):.2f}) | "
-                f"{f['episode_recall']:.3f} ({f['episodes']}) | {f.get('episodes_while_alarmed', '')} | {f['median_delay_steps']} |"
+                f"{_recall(f)} | {f.get('episodes_while_alarmed', '')} | {f['median_delay_steps']} |"
             )
     return "\n".join(lines)
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else x
+
+
+def _recall(f: dict) -> str:
+    if f["episode_recall"] is None:
+        return "no faults"
+    return f"{f['episode_recall']:.3f} ({f['episodes']})"
 
 
 if __name__ == "__main__":

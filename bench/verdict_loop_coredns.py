@@ -2,35 +2,33 @@
 `coredns-anomaly train --labels` -> a new bundle. Does the judged pattern stop alarming, and what
 does it cost in recall on the test split?
 
-    .venv/bin/python bench/verdict_loop_coredns.py [--out bench/results/verdict_loop_coredns.json]
+    .venv/bin/python bench/verdict_loop_coredns.py [--minutes 36,47,53] [--judged 3]
 
 The pattern: a batch job on one CoreDNS (coredns-3 of the env-soak recording, ~30 lookups/s)
-sends 60 SRV lookups/s for a minute, six times in the hour (at 14, 19, 28, 36, 47 and 53 min),
-written into the recording's own counters (`coredns_dns_requests_total{type="SRV"}` and the
-NOERROR responses: the job's queries are answered). The model has never seen SRV at that share,
-so it alarms. An engineer judges the first three alarms false on the webhook's page (the real
-Flask app, its real verdict form and label export); the last two occurrences fall in the
-pipeline's test split, where nobody judged them.
+sends 60 SRV lookups/s for a minute at the given minutes of the hour (default six times: 14, 19,
+28, 36, 47 and 53), written into the recording's own counters (lab/patterns.py:
+`coredns_dns_requests_total{type="SRV"}` and the NOERROR responses, the job's queries are
+answered). The model has never seen SRV at that share, so it alarms. An engineer judges the
+first `--judged` alarms false on the webhook's page (gunicorn, the real verdict form and label
+export: lab/verdicts.py). With the defaults, the first three runs lie in the part of the hour
+the pipeline trains on and the rest in validation and test; with `--minutes 36,47,53` every run
+lies where a time split keeps it out of the weights, so only the verdicts can bring it in.
 
 Two trainings with the same seed, the same datasets (data/lab-v1 and the recording with the
-batch job) and the same settings (`--quick --export-kind autoencoder`): without and with the
-label file. Compared on the test split: the false alarms there (the two unjudged batch jobs are
-among them), the alarms on the batch job's own test-split minutes, and recall, point-wise and
-per episode. Writes JSON and docs/img/verdict-loop-coredns.png.
+batch job) and the same settings (`--quick --only-kind autoencoder`): without and with the
+label file. Compared: the alarms on every batch job, in this recording and in env-soak2 (the
+same job twice, a recording neither training saw), and test-split recall, point-wise and per
+episode. Writes JSON (a row per minutes x qps x verdicts) and docs/img/verdict-loop-coredns.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "data/envs/env-soak"
@@ -46,84 +44,37 @@ def with_batch_job(
     src: Path, out: Path, minutes: tuple[float, ...] = BATCH_MINUTES, qps: float = BATCH_QPS
 ) -> tuple[Path, list[tuple[float, float]]]:
     """A copy of the recording whose INSTANCE runs the batch job; the job's (start, end)s."""
+    from coredns_anomaly.lab import patterns
     from coredns_anomaly.training import dataset as ds_mod
 
     ds = ds_mod.load(src)
-    s = ds.samples.copy()
-    for c in ("name", "labels", "instance"):
-        s[c] = s[c].astype(str)
-    t0 = float(s["timestamp"].min())
-    runs = [(t0 + m * 60, t0 + m * 60 + BATCH_SECONDS) for m in minutes]
-
-    def extra(ts: np.ndarray) -> np.ndarray:  # the job's queries so far, a counter
-        return sum(qps * np.clip(ts - a, 0.0, b - a) for a, b in runs)
-
-    mine = s["instance"] == INSTANCE
-    srv = mine & (s["name"] == "coredns_dns_requests_total")
-    srv &= s["labels"].str.contains('type="SRV"') & s["labels"].str.contains('proto="udp"')
-    ok = mine & (s["name"] == "coredns_dns_responses_total")
-    ok &= s["labels"].str.contains('rcode="NOERROR"')
-    for m in (srv, ok):
-        if not m.any():
-            raise SystemExit(f"{src}: {INSTANCE} has no series to add the batch job to")
-        s.loc[m, "value"] += extra(s.loc[m, "timestamp"].to_numpy(float))
-    ds_mod.write(ds_mod.Dataset(s, ds.labels, dict(ds.meta)), out)
+    runs = patterns.batch_runs(ds, minutes, BATCH_SECONDS)
+    try:
+        ds_mod.write(patterns.with_batch_job(ds, INSTANCE, runs, qps), out)
+    except ValueError as exc:
+        raise SystemExit(f"{src}: {exc}") from exc
     return out, runs
 
 
 def verdicts_via_webhook(runs: list[tuple[float, float]], out: Path) -> Path:
     """The engineer's work: each judged alarm delivered by Alertmanager, marked a false alarm
-    on the page, exported by GET /labels (the real app, on a temporary store)."""
-    from coredns_anomaly.webhook.app import create_app
-    from coredns_anomaly.webhook.config import Settings
+    on the page, exported by GET /labels (the webhook under gunicorn, on a temporary store)."""
+    from coredns_anomaly.lab import verdicts, webhook_server
 
-    user, password, token = "engineer", "bench-password-0123", "bench-token-0123456789"
-    app = create_app(
-        Settings(
-            db=str(out.parent / "webhook.db"),
-            bearer_token=token,
-            basic_auth_username=user,
-            basic_auth_password=password,
-        )
-    )
-    client = app.test_client()
-    basic = {"Authorization": "Basic " + _b64(f"{user}:{password}")}
-
-    def iso(t: float) -> str:
-        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-    for k, (a, b) in enumerate(runs):
-        alert = {
-            "status": "resolved",
-            "labels": {"alertname": "CoreDNSAnomaly", "instance": INSTANCE, "severity": "warning"},
-            "annotations": {"score": "1.8", "anomaly_type": "unknown"},
-            "startsAt": iso(a + 6),  # the exporter's debounce after the job starts
-            "endsAt": iso(b + 30),  # and its 30 s of calm after the job ends
-            "fingerprint": f"batch{k}",
-        }
-        body = {"receiver": "coredns-anomaly", "status": "resolved", "alerts": [alert],
-                "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-                "externalURL": "http://alertmanager:9093", "version": "4",
-                "groupKey": f"batch{k}", "truncatedAlerts": 0}  # fmt: skip
-        r = client.post("/webhook", json=body, headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 200, r.get_data(as_text=True)
-        html = client.get("/alerts?since=all", headers=basic).get_data(as_text=True)
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-        r = client.post(
-            "/alerts/verdict",
-            data={"csrf_token": csrf, "fingerprint": f"batch{k}", "starts_at": iso(a + 6),
-                  "verdict": "false_alarm"},
-            headers=basic,
-        )  # fmt: skip
-        assert r.status_code == 303, r.get_data(as_text=True)
-    out.write_text(client.get("/labels", headers=basic).get_data(as_text=True))
+    basic = ("engineer", "bench-password-0123")
+    server = webhook_server.start_server(
+        out.parent / "webhook", env={
+            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_USERNAME": basic[0],
+            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_PASSWORD": basic[1],
+        },
+    )  # fmt: skip
+    try:
+        # the exporter's debounce after the job starts, its 30 s of calm after it ends
+        judged = [verdicts.Judged(INSTANCE, a + 6, b + 30) for a, b in runs]
+        out.write_text(verdicts.judge_and_export(server.url, webhook_server.TOKEN, basic, judged))
+    finally:
+        server.stop()
     return out
-
-
-def _b64(s: str) -> str:
-    import base64
-
-    return base64.b64encode(s.encode()).decode()
 
 
 def train(datasets: list[Path], labels: Path | None, out: Path, seed: int) -> dict:
@@ -131,7 +82,7 @@ def train(datasets: list[Path], labels: Path | None, out: Path, seed: int) -> di
     if (out / "model" / "model.json").is_file() and (out / "results" / "results.json").is_file():
         return json.loads((out / "results" / "results.json").read_text())
     cmd = [sys.executable, "-m", "coredns_anomaly", "train", "--quick", "--seed", str(seed)]
-    cmd += ["--export-kind", "autoencoder", "--out", str(out / "model"), "--report", str(out)]
+    cmd += ["--only-kind", "autoencoder", "--out", str(out / "model"), "--report", str(out)]
     for d in datasets:
         cmd += ["--dataset", str(d)]
     if labels is not None:
@@ -157,12 +108,10 @@ def test_figures(res: dict) -> dict:
 
 def batch_alarms(model: Path, recording: Path, runs: list[tuple[float, float]]) -> list[bool]:
     """Per batch job: did the bundle, run through the exporter's Engine, alarm during it?"""
-    from transfer import replay_engine  # bench/transfer.py: bench/ is sys.path[0] for a script
-
     from coredns_anomaly.training import dataset as ds_mod
+    from coredns_anomaly.training.replay import alarmed_during, replay
 
-    r = replay_engine(ds_mod.load(recording), model)[INSTANCE]
-    return [bool(r["anomaly"][(r["times"] >= a) & (r["times"] <= b + 10)].any()) for a, b in runs]
+    return alarmed_during(replay(ds_mod.load(recording), model)[INSTANCE], runs)
 
 
 def main() -> int:
@@ -210,7 +159,10 @@ def main() -> int:
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.setdefault("runs", [])
     results["runs"] = [
-        r for r in results["runs"] if (r["batch_qps"], r["judged"]) != (args.qps, args.judged)
+        r
+        for r in results["runs"]
+        if (r["batch_qps"], r["judged"], r["batch_minutes"])
+        != (args.qps, args.judged, list(minutes))
     ]
     results["runs"].append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ as latency (measured from the due time, no coordinated omission) rather than as 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import socket
@@ -16,53 +17,84 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import urlsplit
 
 from .webhook_server import TOKEN
 
 
-def make_payload(run: str, i: int, alerts: int = 2, base: datetime | None = None) -> bytes:
-    """A realistic delivery (our CoreDNSAnomaly shape); unique per (run, i) so stores can be checked."""
-    base = base or datetime(2026, 1, 1, tzinfo=timezone.utc)
-    starts = (base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
-    items = []
-    for j in range(alerts):
-        instance = f"10.0.{j}.{i % 250}:9153"
-        items.append(
-            {
-                "status": "firing",
-                "labels": {
-                    "alertname": "CoreDNSAnomaly",
-                    "instance": instance,
-                    "job": "coredns",
-                    "severity": "warning",
-                },
-                "annotations": {
-                    "summary": f"CoreDNS {instance} behaves anomalously",
-                    "description": "The anomaly score has been above 1 for 5 minutes.",
-                    "score": f"{1 + (i % 97) / 50:.3f}",
-                    "anomaly_type": "upstream_latency",
-                    "top_features": "upstream_latency_p99, servfail_ratio, cache_miss_ratio",
-                },
-                "startsAt": starts,
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus:9090/graph?g0.expr=coredns_anomaly_score+%3E%3D+1",
-                "fingerprint": f"{run}-{i:x}-{j}",
-            }
-        )
-    payload = {
-        "version": "4",
-        "groupKey": f"bench:{run}:{i}",
-        "truncatedAlerts": 0,
-        "status": "firing",
+def alert(
+    fingerprint: str = "f00d",
+    *,
+    status: str = "firing",
+    starts_at: str = "2026-11-22T01:00:00.123456789Z",
+    ends_at: str = "0001-01-01T00:00:00Z",
+    alertname: str = "CoreDNSAnomaly",
+    instance: str | None = "10.0.0.1:9153",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One alert as Alertmanager 0.27 delivers it (our CoreDNSAnomaly shape by default)."""
+    labels = {"alertname": alertname, "job": "coredns", "severity": "warning"}
+    if instance is not None:
+        labels["instance"] = instance
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations
+        if annotations is not None
+        else {
+            "summary": f"CoreDNS {instance} is anomalous",
+            "score": "1.42",
+            "anomaly_type": "upstream_latency",
+            "top_features": "upstream_latency_p99, servfail_ratio",
+        },
+        "startsAt": starts_at,
+        "endsAt": ends_at,
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=coredns_anomaly_score",
+        "fingerprint": fingerprint,
+    }
+
+
+def payload(
+    *alerts: dict[str, Any], group_key: str = '{}:{alertname="CoreDNSAnomaly"}'
+) -> dict[str, Any]:
+    """A version-4 delivery as Alertmanager 0.27 sends it."""
+    alerts = alerts or (alert(),)
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return {
         "receiver": "coredns-anomaly",
-        "groupLabels": {"alertname": "CoreDNSAnomaly"},
-        "commonLabels": {"alertname": "CoreDNSAnomaly", "job": "coredns", "severity": "warning"},
+        "status": status,
+        "alerts": [copy.deepcopy(a) for a in alerts],
+        "groupLabels": {"alertname": alerts[0]["labels"].get("alertname", "")},
+        "commonLabels": {"job": "coredns"},
         "commonAnnotations": {},
         "externalURL": "http://alertmanager:9093",
-        "alerts": items,
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
     }
-    return json.dumps(payload).encode()
+
+
+def make_payload(run: str, i: int, alerts: int = 2, base: datetime | None = None) -> bytes:
+    """A realistic delivery for the load benches; unique per (run, i) so stores can be checked."""
+    base = base or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    starts = (base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    items = [
+        alert(
+            f"{run}-{i:x}-{j}",
+            starts_at=starts,
+            instance=f"10.0.{j}.{i % 250}:9153",
+            annotations={
+                "summary": f"CoreDNS 10.0.{j}.{i % 250}:9153 behaves anomalously",
+                "description": "The anomaly score has been above 1 for 5 minutes.",
+                "score": f"{1 + (i % 97) / 50:.3f}",
+                "anomaly_type": "upstream_latency",
+                "top_features": "upstream_latency_p99, servfail_ratio, cache_miss_ratio",
+            },
+        )
+        for j in range(alerts)
+    ]
+    return json.dumps(payload(*items, group_key=f"bench:{run}:{i}")).encode()
 
 
 @dataclass

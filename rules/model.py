@@ -29,10 +29,12 @@ class ModelFacts:
     window: int
     debounce_steps: int
     threshold: float  # raw decision threshold; the exporter publishes raw / threshold
-    median_delay_steps: float  # on the test split; 0 if the model detected nothing
+    median_delay_steps: float  # where `delay_measured_on` says; 0 if nothing was detected
     anomaly_types: tuple[str, ...]
     feature_names: tuple[str, ...]
     clear_steps: int = 1  # the exporter ends an anomaly after this many calm steps
+    # "test split" (`coredns-anomaly train`) or "injected lab faults" (`coredns-anomaly fit`)
+    delay_measured_on: str = "test split"
 
     @property
     def max_score(self) -> float:
@@ -43,8 +45,9 @@ class ModelFacts:
 def load_model_facts(bundle: str | Path) -> ModelFacts:
     """Read model.json of a bundle directory (or the file itself), through the bundle
     contract's reader: the exporter reads the same fields by the same rules. The rules also
-    need the test split's median delay (for the rule file's header), which `coredns-anomaly
-    train` records and the contract leaves optional."""
+    need a median delay (for the rule file's header), which the contract leaves optional:
+    `coredns-anomaly train` records the test split's, `coredns-anomaly fit` (no test split)
+    the one measured on lab faults injected into the fleet's own data."""
     path = Path(bundle)
     if path.is_dir():
         path = path / "model.json"
@@ -52,13 +55,15 @@ def load_model_facts(bundle: str | Path) -> ModelFacts:
         raise RulesError(f"{path} not found: --model takes a bundle directory with model.json")
     try:
         meta = BundleMeta.read(path)
-        delay = meta.info_field("evaluation.test.median_delay_steps", path)
-        if delay is None:  # the model detected nothing on the test split
+        field, measured_on = "evaluation.test.median_delay_steps", "test split"
+        if "fit" in meta.info and "evaluation" not in meta.info:
+            field, measured_on = "fit.injected_median_delay_steps", "injected lab faults"
+        delay = meta.info_field(field, path)
+        if delay is None:  # the model detected nothing
             delay = 0.0
         elif isinstance(delay, bool) or not isinstance(delay, int | float):
             raise BundleError(
-                f"{path}: a field has the wrong type: `evaluation.test.median_delay_steps` is "
-                f"{delay!r:.40}, must be a number"
+                f"{path}: a field has the wrong type: `{field}` is {delay!r:.40}, must be a number"
             )
         delay = float(delay) if abs(delay) < 1e300 else math.inf
     except BundleError as exc:
@@ -74,4 +79,5 @@ def load_model_facts(bundle: str | Path) -> ModelFacts:
         anomaly_types=meta.anomaly_types.names,
         feature_names=meta.feature_names,
         clear_steps=meta.clear_steps,
+        delay_measured_on=measured_on,
     )

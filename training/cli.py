@@ -93,6 +93,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("autoencoder", "classifier", "siamese", "ensemble"),
         help="export the best of this kind (default: the best of all on validation)",
     )
+    tr.add_argument(
+        "--only-kind",
+        choices=("autoencoder", "classifier", "siamese"),
+        help="train, score and export only this kind, without the comparisons (other kinds, "
+        "ensemble, coredns-mixin baseline): the quick way to retrain on your own labels",
+    )
     tr.set_defaults(handler=_train)
 
     rst = sub.add_parser(
@@ -220,23 +226,24 @@ def _train(args: argparse.Namespace) -> int:
     from .dataset import DatasetError
     from .pipeline import OptionError, TrainOptions, run
 
-    opts = TrainOptions(
-        datasets=args.dataset or [Path("data/lab-v1"), Path("data/lab-v2")],
-        bundle_out=args.out,
-        report_dir=args.report,
-        label_files=args.labels,
-        held_out=tuple(c for c in args.held_out.split(",") if c),
-        val_novel=tuple(c for c in args.val_novel.split(",") if c),
-        epochs=args.epochs,
-        batch=args.batch_size,
-        seed=args.seed,
-        mixin_rules=args.mixin_rules,
-        quick=args.quick,
-        include_weak=not args.no_weak_labels,
-        export_kind=args.export_kind,
-        threshold_rule=args.threshold_rule,
-    )
     try:
+        opts = TrainOptions(
+            datasets=args.dataset or [Path("data/lab-v1"), Path("data/lab-v2")],
+            bundle_out=args.out,
+            report_dir=args.report,
+            label_files=args.labels,
+            held_out=tuple(c for c in args.held_out.split(",") if c),
+            val_novel=tuple(c for c in args.val_novel.split(",") if c),
+            epochs=args.epochs,
+            batch=args.batch_size,
+            seed=args.seed,
+            mixin_rules=args.mixin_rules,
+            quick=args.quick,
+            include_weak=not args.no_weak_labels,
+            export_kind=args.export_kind,
+            threshold_rule=args.threshold_rule,
+            only_kind=args.only_kind,
+        )
         run(opts, progress=lambda m: log.info("train: %s", m))
     except (DatasetError, FileNotFoundError, OptionError) as exc:
         raise UsageError(str(exc)) from exc

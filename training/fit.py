@@ -477,6 +477,8 @@ def _slim(summary: dict) -> dict:
     out["injected_recall"] = {
         c: v["recall"] for c, v in (summary["injected"] or {}).get("per_class", {}).items()
     }
+    # what `rules generate` states beside the rules (a fit bundle has no test split)
+    out["injected_median_delay_steps"] = (summary["injected"] or {}).get("median_delay_steps")
     out["instances"] = len(summary["instances"])
     return out
 
@@ -540,6 +542,7 @@ def _inject_recall(det, series, cuts, thr, step, cfg, rng, progress) -> dict[str
         "min_steps": cfg.inject_min_steps,
         "instances": len(copies),
         "recall": inject.overall(rows),
+        "median_delay_steps": inject.median_delay(rows),
         "per_class": per_class,
         "episodes": rows,
         "note": (

@@ -277,5 +277,11 @@ def overall(rows: list[dict]) -> float | None:
     return sum(r["detected"] for r in rows) / len(rows) if rows else None
 
 
+def median_delay(rows: list[dict]) -> float | None:
+    """Median steps from an episode's start to the first alarm, over detected episodes."""
+    delays = [r["delay_steps"] for r in rows if r["detected"]]
+    return float(np.median(delays)) if delays else None
+
+
 def fmt_pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"

@@ -44,6 +44,7 @@ HELD_OUT_DEFAULT = ("cache_thrash", "tcp_fallback")  # never in train or validat
 # Kept out of training but present in validation, so model choice and thresholds reward
 # detecting a class the model never learnt (the held-out classes stay unseen until test).
 VAL_NOVEL_DEFAULT = ("misconfig_refused",)
+KINDS = ("autoencoder", "classifier", "siamese")
 SEARCH = {"window": (8, 16, 32), "filters": (16, 32)}
 QUICK_SEARCH = {"window": (16,), "filters": (16,)}  # smoke runs and tests
 
@@ -293,13 +294,14 @@ def search(
     grid_spec: dict = SEARCH,
     val_novel: tuple[str, ...] = (),
     judge: Judge | None = None,
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, list[Candidate]]:
     judge = judge or Judge(split, held_out, val_novel, max(grid_spec["window"]))
     out: dict[str, list[Candidate]] = {}
     grid = [(w, f) for w in grid_spec["window"] for f in grid_spec["filters"]]
-    total = 3 * len(grid)
+    total = len(kinds) * len(grid)
     n = 0
-    for kind in ("autoencoder", "classifier", "siamese"):
+    for kind in kinds:
         for window, filters in grid:
             n += 1
             t0 = time.monotonic()
@@ -564,6 +566,23 @@ class TrainOptions:
     include_weak: bool = True
     export_kind: str | None = None
     threshold_rule: str | None = None
+    # Train, score and export this kind only, without the comparisons (the other kinds, the
+    # ensemble, the coredns-mixin baseline): retraining one model on your own data and labels
+    # takes a minute or two instead of many.
+    only_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.only_kind is not None:
+            if self.only_kind not in KINDS:
+                raise OptionError(f"--only-kind {self.only_kind!r}: one of {', '.join(KINDS)}")
+            if self.export_kind not in (None, self.only_kind):
+                raise OptionError(
+                    f"--only-kind {self.only_kind} trains no {self.export_kind} to export"
+                )
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.only_kind,) if self.only_kind else KINDS
 
 
 @dataclass
@@ -726,13 +745,13 @@ def run(opts: TrainOptions, progress=print) -> TrainResults:
     """The whole pipeline: data, search, the best of each kind, the exported choice, test,
     bundle and report. Only validation chooses; test is scored once, after every choice."""
     t_start = time.monotonic()
-    export_kind = opts.export_kind
+    export_kind = opts.export_kind or opts.only_kind
     if opts.threshold_rule is not None:  # before any training: a typo must not cost the search
         export_kind = check_threshold_rule(opts.threshold_rule, export_kind, progress)
     data = prepare_data(opts, progress)
     cands = search(
         data.split, opts.held_out, opts.epochs, opts.batch, opts.seed, progress, data.grid,
-        opts.val_novel, data.judge,
+        opts.val_novel, data.judge, opts.kinds,
     )  # fmt: skip
     best_per_kind = best_of_each_kind(cands, data, opts, progress)
     best, chosen = choose_export(best_per_kind, export_kind, progress)
@@ -750,7 +769,7 @@ def run(opts: TrainOptions, progress=print) -> TrainResults:
         val_novel_classes=list(opts.val_novel),
         search=[
             SearchRow.of(c, opts.val_novel)
-            for v in [*cands.values(), [best_per_kind["ensemble"]]]
+            for v in [*cands.values(), [best_per_kind[k] for k in best_per_kind if k not in cands]]
             for c in v
         ],
         chosen=chosen.kind,
@@ -795,9 +814,10 @@ def best_of_each_kind(
             c, data.split, data.judge, opts.epochs, opts.batch, opts.seed, progress
         )
         progress(describe(c))
-    best_per_kind["ensemble"] = ensemble_candidate(
-        best_per_kind, data.split, opts.held_out, opts.val_novel, progress, data.judge, loco
-    )
+    if set(KINDS) <= set(best_per_kind):  # the ensemble needs them all
+        best_per_kind["ensemble"] = ensemble_candidate(
+            best_per_kind, data.split, opts.held_out, opts.val_novel, progress, data.judge, loco
+        )
     return best_per_kind
 
 
@@ -872,7 +892,7 @@ def baselines_on_test(
     ):  # fmt: skip
         res = evaluate_decisions(w.times, w.instances, w.labels, alarm, step)
         out[name] = BaselineResult(res, split_report(res, opts.held_out, opts.val_novel), config)
-    if opts.mixin_rules and opts.mixin_rules.is_file():
+    if opts.mixin_rules and opts.mixin_rules.is_file() and not opts.only_kind:
         te = make_windows(data.split.test, chosen.window, chosen.detector.scaler)
         alarm = mixin_baseline(data.loaded, te, opts.mixin_rules)
         if alarm is not None:

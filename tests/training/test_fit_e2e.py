@@ -46,6 +46,17 @@ def test_fit_on_a_lab_slice_writes_a_bundle_the_exporter_loads(tmp_path):
     }  # fmt: skip
     assert js["labelled"]["episodes"] > 0  # the lab's own labels measured too
 
+    # fit, then rules: a fit bundle has no test split, so the rules state the median delay
+    # measured on the injected lab faults instead (they refused such a bundle before).
+    from coredns_anomaly.cli import main as cli
+
+    rules = tmp_path / "rules"
+    assert cli(["rules", "generate", "--model", str(tmp_path / "bundle"), "--out", str(rules)]) == 0
+    text = (rules / "coredns-anomaly.rules.yml").read_text()
+    delay = meta["fit"]["injected_median_delay_steps"]
+    assert f"injected-fault median delay {(delay or 0.0):g} steps" in text
+    assert "alert: CoreDNSAnomaly" in text
+
 
 @pytest.mark.integration
 def test_fit_cli_on_a_dataset_reports_a_too_short_fleet(tmp_path, capsys):

@@ -68,9 +68,14 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
             ["--threshold-rule", "p_half", "--export-kind", "autoencoder"],
             "a rule of the classifier, not of the --export-kind autoencoder",
         ),
+        (["--only-kind", "autoencoder", "--export-kind", "ensemble"], "trains no ensemble"),
+        (
+            ["--only-kind", "classifier", "--threshold-rule", "latent_min_known_anomaly"],
+            "a rule of the autoencoder, not of the --export-kind classifier",
+        ),
     ],
 )
-def test_a_bad_threshold_rule_is_refused_before_any_training(tmp_path, capsys, extra, says):
+def test_a_bad_rule_or_kind_is_refused_before_any_training(tmp_path, capsys, extra, says):
     rc = cli(
         ["train", "--dataset", str(ROOT / "data/lab-v1"), "--out", str(tmp_path / "b"), *extra]
     )
