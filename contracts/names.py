@@ -21,6 +21,9 @@ HELD_BACK = "coredns_anomaly_held_back"  # over 1 but a judged false alarm again
 # Per target:
 WINDOW_FILL_RATIO = "coredns_anomaly_window_fill_ratio"
 LEARNING = "coredns_anomaly_learning"  # 1 while the instance's baseline is still learning
+RESTART_GRACE = (
+    "coredns_anomaly_restart_grace"  # 1 while a restarted CoreDNS's cold start is not judged
+)
 FEATURE_MISSING = "coredns_anomaly_feature_missing"  # {feature}
 TARGET_UP = "coredns_anomaly_target_up"
 TARGET_SCRAPE_DURATION_SECONDS = "coredns_anomaly_target_scrape_duration_seconds"

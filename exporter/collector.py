@@ -48,7 +48,7 @@ class Snapshot:
     generation: int  # Engine.steps_done when it was built
     engine_id: int  # id() of the engine it was built from (a reload swaps engines in tests)
     verdicts: tuple[Metric, ...] = ()  # score, anomaly, type, contributions
-    others: tuple[Metric, ...] = ()  # up, errors, fill, learning, missing, duration
+    others: tuple[Metric, ...] = ()  # up, errors, fill, learning, grace, missing, duration
     rows: tuple[Row, ...] = field(default=())
 
 
@@ -73,6 +73,11 @@ def build_snapshot(engine: Engine) -> Snapshot:
         N.LEARNING,
         "1 while the exporter is still learning this instance's normal (no alarms), else 0",
     )
+    grace = g(
+        N.RESTART_GRACE,
+        "1 while a restarted CoreDNS's cold start (empty cache, fresh process) raises no "
+        "anomaly, else 0",
+    )
     missing = g(
         N.FEATURE_MISSING,
         "1 for each feature whose source metrics this instance's page lacks (not scored)",
@@ -92,6 +97,7 @@ def build_snapshot(engine: Engine) -> Snapshot:
     for name, st in sorted(engine.states.items()):
         fill.add_metric([name], st.fill_ratio)
         learning.add_metric([name], 1.0 if st.learning else 0.0)
+        grace.add_metric([name], 1.0 if st.in_restart_grace else 0.0)
         for feat in st.missing_features:
             missing.add_metric([name, feat], 1.0)
         up.add_metric([name], 1.0 if st.up else 0.0)
@@ -113,7 +119,7 @@ def build_snapshot(engine: Engine) -> Snapshot:
             contrib.add_metric([name, feat], c)
     return Snapshot(
         engine.steps_done, id(engine), (anomaly, score, typ, contrib),
-        (fill, learning, missing, held, up, dur, errors), tuple(rows),
+        (fill, learning, grace, missing, held, up, dur, errors), tuple(rows),
     )  # fmt: skip
 
 

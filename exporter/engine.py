@@ -5,8 +5,12 @@ InstanceBaseline learns that target's own normal (exporter/baseline.py): the mod
 window as z-scores against it. A target is scored only when its window is full, its last step
 is present and most steps are (the rule training cut its windows with), so a down target never
 carries a stale score. While its baseline is still learning, a target's score is exported for
-inspection but never becomes an anomaly. The model is swapped only between steps, so a hot
-reload never drops one.
+inspection but never becomes an anomaly. For RESTART_GRACE_SECONDS after a CoreDNS restarted
+(its process start time changed), no new anomaly is raised either: its cache is empty, its
+memory and open sockets are fresh, its first rates cover part of a step, all of which the model
+rightly sees as unlike that instance's normal, and all of which a rollout does on purpose. A
+second restart within CRASHLOOP_SECONDS gets no grace: restarting is then the anomaly. The
+model is swapped only between steps, so a hot reload never drops one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ log = logging.getLogger("coredns_anomaly.exporter")
 # logged at most once a minute per target, so a broken or hostile target cannot flood the log.
 PARSE_LOG_SECONDS = 60.0
 N_FEATURES = len(FEATURE_NAMES)
+# After a restart the cache refills and the effects fade within a minute or two (30 s scrapes of
+# the soaks: scores over 1 up to 75 s after a restart, under 1 by 105 s); a score still over 1
+# when the grace ends raises the anomaly at once (the streak kept counting).
+RESTART_GRACE_SECONDS = 120.0
+CRASHLOOP_SECONDS = 600.0
 
 
 @dataclass
@@ -69,6 +78,9 @@ class TargetState:
         self.held_back = False  # over 1, but a judged false alarm again (bundle.suppression)
         self.alarm = False
         self.up = False
+        self.ts = -math.inf  # the latest observation's time
+        self.restarted_at = -math.inf  # the latest restart seen (process start time changed)
+        self.grace_until = -math.inf  # no new anomaly before this (a restart's cold start)
         self.scrape_duration = 0.0
         self.errors: Counter[str] = Counter()
         self.verdict: Verdict | None = None
@@ -96,6 +108,10 @@ class TargetState:
     @property
     def learning(self) -> bool:
         return not self.baseline.warm()
+
+    @property
+    def in_restart_grace(self) -> bool:
+        return self.ts < self.grace_until
 
 
 @dataclass
@@ -215,6 +231,7 @@ class Engine:
 
     def _observe(self, st: TargetState, ob: Observation) -> None:
         st.scrape_duration = ob.duration
+        st.ts = ob.ts
         page, reason = ob.page, ob.reason
         if page is None and ob.text is not None:
             try:
@@ -232,6 +249,8 @@ class Engine:
         st.up = True
         row = st.features.update(page, ob.ts)
         st.push(row)
+        if st.features.restarted:
+            self._restarted(ob.instance, st, ob.ts)
         missing = tuple(
             f.name for f in FEATURES if any(st.features.prev.get(k) is None for k in f.sources)
         ) if st.features.prev is not None else ()  # fmt: skip
@@ -242,6 +261,21 @@ class Engine:
                     ob.instance, len(missing), ", ".join(missing),
                 )  # fmt: skip
             st.missing_features = missing
+
+    def _restarted(self, instance: str, st: TargetState, ts: float) -> None:
+        if ts - st.restarted_at <= CRASHLOOP_SECONDS:
+            st.grace_until = -math.inf
+            log.warning(
+                "%s: restarted again within %.0f s: judged as usual (restarting is the anomaly)",
+                instance, CRASHLOOP_SECONDS,
+            )  # fmt: skip
+        else:
+            st.grace_until = ts + RESTART_GRACE_SECONDS
+            log.info(
+                "%s: restarted: its cold start (empty cache, fresh process) raises no anomaly "
+                "for %.0f s; the score is still exported", instance, RESTART_GRACE_SECONDS,
+            )  # fmt: skip
+        st.restarted_at = ts
 
     def _score(self, ready: list[tuple[str, TargetState]]) -> None:
         b = self.bundle
@@ -266,8 +300,8 @@ class Engine:
             # While learning, the score is shown for inspection but never raises an anomaly.
             if st.learning:
                 st.alarm = False
-            elif not st.alarm:
-                st.alarm = st.streak >= b.debounce_steps
+            elif not st.alarm:  # a restart's cold start raises none; the streak still counts
+                st.alarm = st.streak >= b.debounce_steps and not st.in_restart_grace
             elif st.calm >= b.clear_steps:
                 st.alarm = False
             st.verdict = Verdict(s, st.alarm)

@@ -289,6 +289,7 @@ class FeatureState:
     def __init__(self, evidence: Evidence = EVIDENCE) -> None:
         self.evidence = evidence
         self.history: deque[tuple[float, Values]] = deque()  # (ts, aggregates), oldest first
+        self.restarted = False  # the latest page is the first of a new process
 
     @property
     def prev(self) -> Values | None:
@@ -304,6 +305,7 @@ class FeatureState:
         if self.history and ts <= self.history[-1][0]:
             self.history.clear()  # time went backwards: nothing before can be trusted
         hist = list(self.history)
+        self.restarted = bool(hist) and _restarted(cur, hist[-1][1])
         self.history.append((ts, cur))
         while self.history and ts - self.history[0][0] > self.evidence.max_lookback_seconds:
             if len(self.history) <= 2:

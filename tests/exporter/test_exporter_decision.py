@@ -99,3 +99,46 @@ def test_held_back_is_exported(make_exporter, clock, bundle):
     assert st.held_back and not st.verdict.anomaly and st.verdict.score == pytest.approx(3.0)
     text = metrics_text(x)
     assert f'coredns_anomaly_held_back{{instance="{inst}"}} 1.0' in text
+
+
+def _restart_run(make_exporter, clock, bundle, restarts: list[int], scores: list[float]):
+    """Scripted scores over 1 from a CoreDNS that restarts at the given served steps."""
+    x = make_exporter(targets=["127.0.0.1:1"])
+    inst, tl = "10.9.0.1:9153", Timeline("normal")
+    served = [0]
+    prefill(x, clock, {inst: (tl, served)}, bundle.window + 1)
+    tl.restarts = [served[0] + r for r in restarts]
+    b = dataclasses.replace(x.engine.bundle, debounce_steps=2, clear_steps=1)
+    x.engine.bundle, x.engine.runtime = b, ScriptedRuntime(scores, b.threshold)
+    out = []
+    for _ in scores:
+        clock.now += b.step_seconds
+        x.engine.step([Observation(inst, clock.now, text=tl.page(served[0]))])
+        served[0] += 1
+        st = x.engine.states[inst]
+        out.append((st.verdict.anomaly if st.verdict else False, st.in_restart_grace))
+    return x, inst, out
+
+
+def test_a_restart_cold_start_raises_no_anomaly_for_the_grace(make_exporter, clock, bundle):
+    from coredns_anomaly.exporter.engine import RESTART_GRACE_SECONDS
+
+    grace_steps = int(RESTART_GRACE_SECONDS / bundle.step_seconds)
+    n = grace_steps + 4
+    x, inst, out = _restart_run(make_exporter, clock, bundle, [0], [1.5] * n)
+    # the window holds the restart step, so it may not be scored at once; never an anomaly
+    # while the grace runs, and at once when it ends with the score still over 1
+    assert not any(a for a, _ in out[:grace_steps]), out
+    assert all(g for _, g in out[:grace_steps])
+    assert out[-1] == (True, False), out
+    assert f'coredns_anomaly_restart_grace{{instance="{inst}"}} 0.0' in metrics_text(x)
+
+
+def test_a_second_restart_within_ten_minutes_gets_no_grace(make_exporter, clock, bundle):
+    from coredns_anomaly.exporter.engine import CRASHLOOP_SECONDS
+
+    again = int(CRASHLOOP_SECONDS / bundle.step_seconds / 2)  # 5 minutes later
+    scores = [0.5] * (again + 1) + [1.5] * 4
+    x, inst, out = _restart_run(make_exporter, clock, bundle, [0, again], scores)
+    assert out[1][1] and not out[again + 1][1]  # in grace after the first, not after the second
+    assert out[-1][0], out  # crash-looping is judged as usual: the anomaly is raised
