@@ -51,6 +51,9 @@ dataset-envs: setup
 	bash scripts/build-coredns.sh v1.11.4
 	$(CLI) lab record --preset env-soak3 --seed 3108 --out data/envs/env-soak3
 	$(CLI) lab record --preset env-soak4 --seed 3109 --out data/envs/env-soak4
+	# env-day: 36 instances for 110 min at 2 s (49 MB); git holds it as Prometheus at 15 s holds it
+	$(CLI) lab record --preset env-day --seed 3110 --out runs/env-day-2s
+	$(CLI) dataset resample runs/env-day-2s --step 15 --out data/envs/env-day
 
 # The shipped bundles (docs/results.md): models/default, the autoencoder trained at 2 s on the
 # lab and four environment recordings (one seeded command); models/step15 and models/step30,
@@ -78,6 +81,13 @@ transfer: setup
 	$(PY) bench/transfer.py --model models/step30 --step 30 --env data/envs/env-step15 --env data/envs/env-soak \
 		--env data/envs/env-soak2 --env data/envs/env-soak3 --env data/envs/env-soak4 --out bench/results/transfer-30s.json \
 		--png docs/img/transfer-30s.png
+	# env-day, a healthy day held out of every choice: at 2 s from the recording (make dataset-envs), 15 and 30 s from git
+	if [ -d runs/env-day-2s ]; then $(PY) bench/transfer.py --env runs/env-day-2s --out bench/results/transfer-day.json \
+		--png docs/img/transfer-day.png; fi
+	$(PY) bench/transfer.py --model models/step15 --step 15 --env data/envs/env-day --out bench/results/transfer-day-15s.json \
+		--png docs/img/transfer-day-15s.png
+	$(PY) bench/transfer.py --model models/step30 --step 30 --env data/envs/env-day --out bench/results/transfer-day-30s.json \
+		--png docs/img/transfer-day-30s.png
 
 # The exporter on tflite-runtime 2.14 (numpy<2, Python <= 3.11): CI runs the exporter tests on
 # both interpreters. Idempotent (stamp in the venv); PYTHON=python3.11 picks the interpreter.

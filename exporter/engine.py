@@ -6,11 +6,11 @@ window as z-scores against it. A target is scored only when its window is full, 
 is present and most steps are (the rule training cut its windows with), so a down target never
 carries a stale score. While its baseline is still learning, a target's score is exported for
 inspection but never becomes an anomaly. For RESTART_GRACE_SECONDS after a CoreDNS restarted
-(its process start time changed), no new anomaly is raised either: its cache is empty, its
-memory and open sockets are fresh, its first rates cover part of a step, all of which the model
-rightly sees as unlike that instance's normal, and all of which a rollout does on purpose. A
-second restart within CRASHLOOP_SECONDS gets no grace: restarting is then the anomaly. The
-model is swapped only between steps, so a hot reload never drops one.
+(its process start time changed), no new anomaly is raised below RESTART_GRACE_SCORE either:
+its cache is empty, its memory and open sockets are fresh, its first rates cover part of a
+step, all of which the model rightly sees as unlike that instance's normal, and all of which a
+rollout does on purpose. A second restart within CRASHLOOP_SECONDS gets no grace: restarting
+is then the anomaly. The model is swapped only between steps, so a hot reload never drops one.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ N_FEATURES = len(FEATURE_NAMES)
 # the soaks: scores over 1 up to 75 s after a restart, under 1 by 105 s); a score still over 1
 # when the grace ends raises the anomaly at once (the streak kept counting).
 RESTART_GRACE_SECONDS = 120.0
+# ... unless the score reaches this (the critical alert's level for an unbounded score): a cold
+# start scored 1.05-1.4 there, a fault that starts just after a restart can be much stronger.
+RESTART_GRACE_SCORE = 2.0
 CRASHLOOP_SECONDS = 600.0
 
 
@@ -301,7 +304,8 @@ class Engine:
             if st.learning:
                 st.alarm = False
             elif not st.alarm:  # a restart's cold start raises none; the streak still counts
-                st.alarm = st.streak >= b.debounce_steps and not st.in_restart_grace
+                cold = st.in_restart_grace and s < RESTART_GRACE_SCORE
+                st.alarm = st.streak >= b.debounce_steps and not cold
             elif st.calm >= b.clear_steps:
                 st.alarm = False
             st.verdict = Verdict(s, st.alarm)

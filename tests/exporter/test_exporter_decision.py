@@ -142,3 +142,13 @@ def test_a_second_restart_within_ten_minutes_gets_no_grace(make_exporter, clock,
     x, inst, out = _restart_run(make_exporter, clock, bundle, [0, again], scores)
     assert out[1][1] and not out[again + 1][1]  # in grace after the first, not after the second
     assert out[-1][0], out  # crash-looping is judged as usual: the anomaly is raised
+
+
+def test_a_strong_fault_right_after_a_restart_is_not_held_by_the_grace(
+    make_exporter, clock, bundle
+):
+    from coredns_anomaly.exporter.engine import RESTART_GRACE_SCORE
+
+    scores = [RESTART_GRACE_SCORE + 0.5] * 6
+    _, _, out = _restart_run(make_exporter, clock, bundle, [0], scores)
+    assert all(g for _, g in out) and out[-1][0], out  # in grace, and alarmed all the same
