@@ -51,7 +51,7 @@ dataset-envs: setup
 	bash scripts/build-coredns.sh v1.11.4
 	$(CLI) lab record --preset env-soak3 --seed 3108 --out data/envs/env-soak3
 	$(CLI) lab record --preset env-soak4 --seed 3109 --out data/envs/env-soak4
-	# env-day: 36 instances for 110 min at 2 s (49 MB); git holds it as Prometheus at 15 s holds it
+	# env-day: 36 instances for 110 min at 2 s (45 MB); git holds it as Prometheus at 15 s holds it
 	$(CLI) lab record --preset env-day --seed 3110 --out runs/env-day-2s
 	$(CLI) dataset resample runs/env-day-2s --step 15 --out data/envs/env-day
 
