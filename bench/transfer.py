@@ -66,11 +66,6 @@ log = logging.getLogger("bench.transfer")
 AFTERMATH_SECONDS = 120.0
 
 
-def replay_engine(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Per instance: times, score, decision, learning (training/replay.py, the one replay)."""
-    return replay(ds, model)
-
-
 def replay_global_scaler(ds: ds_mod.Dataset, model: Path) -> dict[str, dict[str, np.ndarray]]:
     """The exporter before per-instance baselines: one lab-fitted mean/scale for every CoreDNS."""
     meta = json.loads((model / "model.json").read_text())
@@ -158,7 +153,7 @@ def bench_env(
     if step and step > ds.step * 1.01:  # as a Prometheus scraping every `step` s holds it
         ds = ds_mod.resample_to(ds, step)
     t0 = time.perf_counter()
-    new = replay_engine(ds, model)
+    new = replay(ds, model)
     step = ds.step  # the card's (a resampled 15 s recording has 14 and 16 s gaps)
     warm = {i: ~r["learning"] for i, r in new.items()}
     learning_alarms = int(sum((r["anomaly"] & r["learning"]).sum() for r in new.values()))

@@ -59,21 +59,11 @@ def with_batch_job(
 def verdicts_via_webhook(runs: list[tuple[float, float]], out: Path) -> Path:
     """The engineer's work: each judged alarm delivered by Alertmanager, marked a false alarm
     on the page, exported by GET /labels (the webhook under gunicorn, on a temporary store)."""
-    from coredns_anomaly.lab import verdicts, webhook_server
+    from coredns_anomaly.lab import verdicts
 
-    basic = ("engineer", "bench-password-0123")
-    server = webhook_server.start_server(
-        out.parent / "webhook", env={
-            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_USERNAME": basic[0],
-            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_PASSWORD": basic[1],
-        },
-    )  # fmt: skip
-    try:
-        # the exporter's debounce after the job starts, its 30 s of calm after it ends
-        judged = [verdicts.Judged(INSTANCE, a + 6, b + 30) for a, b in runs]
-        out.write_text(verdicts.judge_and_export(server.url, webhook_server.TOKEN, basic, judged))
-    finally:
-        server.stop()
+    # the exporter's debounce after the job starts, its 30 s of calm after it ends
+    judged = [verdicts.Judged(INSTANCE, a + 6, b + 30) for a, b in runs]
+    out.write_text(verdicts.judge_on_a_new_server(out.parent / "webhook", judged))
     return out
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import requests
 
+from . import webhook_server
 from .deliveries import alert, payload
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -71,6 +73,23 @@ def judge_and_export(
     r = session.get(f"{url}/labels", auth=basic, timeout=timeout)
     _check(r, 200, "GET /labels")
     return r.text
+
+
+def judge_on_a_new_server(
+    workdir: Path, judged: list[Judged], basic: tuple[str, str] = ("engineer", "judge-password")
+) -> str:
+    """`judge_and_export` on a webhook of its own: gunicorn with basic auth on loopback, a
+    fresh store under `workdir`, stopped afterwards whatever happens."""
+    server = webhook_server.start_server(
+        workdir, env={
+            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_USERNAME": basic[0],
+            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_PASSWORD": basic[1],
+        },
+    )  # fmt: skip
+    try:
+        return judge_and_export(server.url, webhook_server.TOKEN, basic, judged)
+    finally:
+        server.stop()
 
 
 def _check(r: requests.Response, status: int, step: str) -> None:

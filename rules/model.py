@@ -33,8 +33,9 @@ class ModelFacts:
     anomaly_types: tuple[str, ...]
     feature_names: tuple[str, ...]
     clear_steps: int = 1  # the exporter ends an anomaly after this many calm steps
-    # "test split" (`coredns-anomaly train`) or "injected lab faults" (`coredns-anomaly fit`)
-    delay_measured_on: str = "test split"
+    # where the median delay was measured, as the rule file's header names it: "test" (the
+    # test split of `coredns-anomaly train`) or "injected-fault" (`coredns-anomaly fit`)
+    delay_measured_on: str = "test"
 
     @property
     def max_score(self) -> float:
@@ -55,9 +56,9 @@ def load_model_facts(bundle: str | Path) -> ModelFacts:
         raise RulesError(f"{path} not found: --model takes a bundle directory with model.json")
     try:
         meta = BundleMeta.read(path)
-        field, measured_on = "evaluation.test.median_delay_steps", "test split"
+        field, measured_on = "evaluation.test.median_delay_steps", "test"
         if "fit" in meta.info and "evaluation" not in meta.info:
-            field, measured_on = "fit.injected_median_delay_steps", "injected lab faults"
+            field, measured_on = "fit.injected_median_delay_steps", "injected-fault"
         delay = meta.info_field(field, path)
         if delay is None:  # the model detected nothing
             delay = 0.0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from coredns_anomaly.lab import patterns, verdicts, webhook_server
+from coredns_anomaly.lab import patterns, verdicts
 from coredns_anomaly.training import dataset as ds_mod
 from coredns_anomaly.training.replay import alarmed_during, replay
 
@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTANCE, QPS, SECONDS = "coredns-3", 60.0, 60.0
 RECORDING, MINUTES = ROOT / "data/envs/env-soak", (36.0, 47.0, 53.0)
 NEXT_NIGHT, NEXT_MINUTES = ROOT / "data/envs/env-soak2", (35.0, 50.0)
-BASIC = ("engineer", "loop-test-password")
 
 
 def with_job(src: Path, out: Path, minutes: tuple[float, ...]) -> list[tuple[float, float]]:
@@ -41,18 +40,9 @@ def with_job(src: Path, out: Path, minutes: tuple[float, ...]) -> list[tuple[flo
 
 
 def train(datasets: list[Path], labels: Path | None, out: Path) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "coredns_anomaly",
-        "train",
-        "--quick",
-        "--seed",
-        "1",
-        "--epochs",
-        "12",
-    ]
-    cmd += ["--only-kind", "autoencoder", "--out", str(out / "model"), "--report", str(out)]
+    cmd = [sys.executable, "-m", "coredns_anomaly", "train", "--quick", "--seed", "1"]
+    cmd += ["--epochs", "12", "--only-kind", "autoencoder"]
+    cmd += ["--out", str(out / "model"), "--report", str(out)]
     for d in datasets:
         cmd += ["--dataset", str(d)]
     if labels is not None:
@@ -67,20 +57,9 @@ def loop(tmp_path_factory):
     wd = tmp_path_factory.mktemp("verdict-loop")
     rec, nxt = wd / "env-soak-batch", wd / "env-soak2-batch"
     runs, next_runs = with_job(RECORDING, rec, MINUTES), with_job(NEXT_NIGHT, nxt, NEXT_MINUTES)
-    server = webhook_server.start_server(
-        wd / "webhook", env={
-            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_USERNAME": BASIC[0],
-            "COREDNS_ANOMALY_WEBHOOK_BASIC_AUTH_PASSWORD": BASIC[1],
-        },
-    )  # fmt: skip
-    try:
-        judged = [verdicts.Judged(INSTANCE, a + 6, b + 30) for a, b in runs]
-        labels = wd / "labels.csv"
-        labels.write_text(
-            verdicts.judge_and_export(server.url, webhook_server.TOKEN, BASIC, judged)
-        )
-    finally:
-        server.stop()
+    judged = [verdicts.Judged(INSTANCE, a + 6, b + 30) for a, b in runs]
+    labels = wd / "labels.csv"
+    labels.write_text(verdicts.judge_on_a_new_server(wd / "webhook", judged))
     data = [ROOT / "data/lab-v1", rec]
     without = train(data, None, wd / "without")
     with_verdicts = train(data, labels, wd / "with")
